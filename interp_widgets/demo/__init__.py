@@ -1,0 +1,12 @@
+"""The bundled offline demo: a small GPT-2-architecture model trained on a synthetic corpus.
+
+`interp_widgets.load_model("demo")` loads the model from `MODEL_DIR`; `corpus(n)` generates the
+English-like text it was trained on (see `corpus.py` for the grammar)."""
+
+from pathlib import Path
+
+from .corpus import corpus
+
+MODEL_DIR = Path(__file__).parent / "model"
+
+__all__ = ["MODEL_DIR", "corpus"]
