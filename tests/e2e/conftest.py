@@ -1,0 +1,105 @@
+"""Fixtures for the real-browser tests: one JupyterLab server and one Chromium per session.
+
+Run them with ``pytest tests/e2e -m e2e``.  Without ``/usr/bin/chromium`` (or ``$IW_CHROMIUM``)
+the suite is skipped, unless ``CI=true``, where a missing browser is an error.
+Screenshots, page console logs and the server log go to ``tests/e2e/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # also under --import-mode=importlib
+import e2e_harness as h  # noqa: E402
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+E2E_DIR = Path(__file__).parent.resolve()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: real-browser tests (JupyterLab + Chromium)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).resolve().parent == E2E_DIR:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def chromium_required():
+    if h.chromium_available():
+        return h.CHROMIUM
+    msg = (
+        f"Chromium not found at {h.CHROMIUM} (set IW_CHROMIUM or `apt-get install chromium`); "
+        "the e2e browser tests need it"
+    )
+    if _in_ci():
+        pytest.fail(msg + " and CI=true, so they must run.")
+    pytest.skip(msg + ".")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def jupyter_server(chromium_required, artifacts_dir):
+    server = h.JupyterServer(log_path=artifacts_dir / "jupyter-server.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_required):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = h.launch_browser(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="session")
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx.set_default_timeout(60_000)
+    yield ctx
+    ctx.close()
+
+
+def save_failure_artifacts(request, nbpage: h.NotebookPage, label: str) -> None:
+    """Screenshot + console log of ``nbpage`` when the requesting test failed."""
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed:
+        return
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    stem = f"FAILED-{request.node.name}-{label}".replace("/", "_")
+    try:
+        nbpage.page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
+    except Exception:  # noqa: BLE001 - best effort while reporting another failure
+        pass
+    (ARTIFACTS / f"{stem}.console.txt").write_text("\n".join(nbpage.console))
