@@ -50,8 +50,8 @@ def demo(args: argparse.Namespace) -> int:
     dest = Path(args.dir).expanduser().resolve()
     for line in copy_notebooks(dest):
         print(line)
-    cmd = [sys.executable, "-m", "jupyter", "lab", "quickstart.ipynb", f"--ServerApp.root_dir={dest}",
-           f"--port={args.port}", "--ServerApp.ip=127.0.0.1"]
+    cmd = [sys.executable, "-m", "jupyter", "lab", "quickstart.ipynb",
+           f"--ServerApp.root_dir={dest}", f"--port={args.port}", "--ServerApp.ip=127.0.0.1"]
     if args.no_browser:
         cmd.append("--no-browser")
     cmd += args.jupyter_args
@@ -80,9 +80,9 @@ def info_lines() -> list[str]:
     config = model_dir / "config.json"
     if config.exists():
         cfg = json.loads(config.read_text())
-        lines.append(f"{'  architecture':<18}GPT-2: {cfg.get('n_layer')} layers, {cfg.get('n_head')}"
-                     f" heads, d_model {cfg.get('n_embd')}, vocab {cfg.get('vocab_size')}, "
-                     f"context {cfg.get('n_positions')}")
+        lines.append(f"{'  architecture':<18}GPT-2: {cfg.get('n_layer')} layers, "
+                     f"{cfg.get('n_head')} heads, d_model {cfg.get('n_embd')}, "
+                     f"vocab {cfg.get('vocab_size')}, context {cfg.get('n_positions')}")
     log = model_dir / "training_log.json"
     if log.exists():
         metrics = json.loads(log.read_text()).get("final_metrics", {})

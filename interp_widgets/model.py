@@ -85,7 +85,8 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 def hook_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
     """The canonical hook name for a short one: ``hook_name("resid_pre", 3)`` ->
     ``"blocks.3.hook_resid_pre"``, ``hook_name("pattern", 1)`` -> ``"blocks.1.attn.hook_pattern"``,
-    ``hook_name("post", 0)`` -> ``"blocks.0.mlp.hook_post"``. Uses TransformerLens's `get_act_name`."""
+    ``hook_name("post", 0)`` -> ``"blocks.0.mlp.hook_post"``. Uses TransformerLens's `get_act_name`.
+    """
     from transformer_lens.utilities import get_act_name
 
     return get_act_name(name, layer, layer_type)

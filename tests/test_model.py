@@ -1,4 +1,4 @@
-"""The model layer: runs equal TransformerLens's, batches equal single runs, bad input is explained."""
+"""The model layer: runs equal TransformerLens's, batches equal single runs, bad input explained."""
 
 import warnings
 

@@ -89,17 +89,3 @@ def context(browser):
     ctx.set_default_timeout(60_000)
     yield ctx
     ctx.close()
-
-
-def save_failure_artifacts(request, nbpage: h.NotebookPage, label: str) -> None:
-    """Screenshot + console log of ``nbpage`` when the requesting test failed."""
-    rep = getattr(request.node, "rep_call", None)
-    if rep is None or not rep.failed:
-        return
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    stem = f"FAILED-{request.node.name}-{label}".replace("/", "_")
-    try:
-        nbpage.page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
-    except Exception:  # noqa: BLE001 - best effort while reporting another failure
-        pass
-    (ARTIFACTS / f"{stem}.console.txt").write_text("\n".join(nbpage.console))

@@ -275,6 +275,18 @@ class JupyterServer:
         return f"{self.base_url}/notebooks/{name}?token={self.token}"
 
 
+def save_failure_artifacts(request, nbpage: NotebookPage, label: str, out_dir: Path) -> None:
+    """Screenshot + console log of ``nbpage`` when the test behind ``request`` failed."""
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or not rep.failed:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"FAILED-{request.node.name}-{label}".replace("/", "_")
+    with contextlib.suppress(Exception):  # best effort while reporting another failure
+        nbpage.page.screenshot(path=str(out_dir / f"{stem}.png"), full_page=True)
+    (out_dir / f"{stem}.console.txt").write_text("\n".join(nbpage.console))
+
+
 def launch_browser(playwright, headless: bool = True):
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=headless, args=CHROMIUM_ARGS
