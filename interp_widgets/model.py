@@ -102,7 +102,7 @@ class Run:
         attention_mask: LongTensor[batch, pos] (1 for real tokens, 0 for padding)
         logits: Tensor[batch, pos, vocab]
         loss: Tensor[batch, pos]: loss of predicting token i from tokens[:i]; NaN at position 0
-            and at padding, so `loss[b]` lines up with `str_tokens[b]`.
+            and at padding, so `loss[b]` lines up with `str_tokens[b]`. Computed when first read.
         cache: {hook name: Tensor[batch, pos, ...]}, only the hooks asked for.
     """
 
@@ -110,9 +110,16 @@ class Run:
     tokens: torch.Tensor
     attention_mask: torch.Tensor
     logits: torch.Tensor
-    loss: torch.Tensor
     cache: dict[str, torch.Tensor] = field(default_factory=dict)
     single: bool = True
+    _loss: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """Tensor[batch, pos] per-token loss, computed on first use (see the class docstring)."""
+        if self._loss is None:
+            self._loss = per_token_loss(self.logits, self.tokens, self.attention_mask)
+        return self._loss
 
     @property
     def lengths(self) -> list[int]:
@@ -288,7 +295,7 @@ class Model:
                 cache = {n: cache[n] for n in hooks}
             else:
                 logits, cache = self.bridge(tokens, **kwargs), {}
-        return Run(self, tokens, mask, logits, per_token_loss(logits, tokens, mask), cache, single)
+        return Run(self, tokens, mask, logits, cache, single)
 
 
 def per_token_loss(logits: torch.Tensor, tokens: torch.Tensor,
