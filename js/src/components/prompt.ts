@@ -1,0 +1,40 @@
+// Kernel-only inputs that re-run the model: text fields + a Run button sending one small request.
+import { ask, type ViewContext } from "../view";
+import { h } from "./dom";
+
+export interface Field {
+  name: string;
+  label: string;
+  value: string;
+  placeholder?: string;
+}
+
+/** A form that sends `method` with {name: value} of every field; the kernel then updates the state. */
+export function promptBar(ctx: ViewContext, method: string, fields: Field[]): HTMLFormElement {
+  const inputs = fields.map((f) =>
+    ctx.needsKernel(
+      h("input", {
+        class: `iw-input iw-input-${f.name}`,
+        attrs: { type: "text", name: f.name, "aria-label": f.label, placeholder: f.placeholder ?? f.label },
+      }),
+    ),
+  );
+  inputs.forEach((el, i) => (el.value = fields[i].value));
+  const run = ctx.needsKernel(h("button", { class: "iw-button", text: "Run", attrs: { type: "submit" } }));
+  const form = h("form", { class: "iw-prompt" }, [
+    ...inputs.map((el, i) => h("label", { class: "iw-field" }, [h("span", { text: fields[i].label }), el])),
+    run,
+  ]);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!ctx.live) return;
+    const args = Object.fromEntries(fields.map((f, i) => [f.name, inputs[i].value]));
+    run.disabled = true;
+    form.classList.add("iw-busy");
+    ctx.clearError();
+    await ask(ctx, method, args);
+    run.disabled = false;
+    form.classList.remove("iw-busy");
+  });
+  return form;
+}

@@ -1,0 +1,24 @@
+// The anywidget module: one bundle, three views picked by the model's `_view` trait.
+import type { WidgetModel } from "./rpc";
+import { mountStatic, type PayloadHeader } from "./static";
+import { renderView, type View } from "./view";
+import { attentionView } from "./widgets/attention";
+import { logitLens } from "./widgets/logit_lens";
+import { tokenHeatmap } from "./widgets/token_heatmap";
+
+export const VIEWS: Record<string, View> = {
+  token_heatmap: tokenHeatmap,
+  attention: attentionView,
+  logit_lens: logitLens,
+};
+
+function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
+  return renderView(model, el, VIEWS, true);
+}
+
+/** Entry point of static exports (called by boot.js). */
+export function renderStatic(el: HTMLElement, header: PayloadHeader, data: ArrayBuffer, dataOffset: number): () => void {
+  return mountStatic(el, header, data, dataOffset, VIEWS);
+}
+
+export default { render };

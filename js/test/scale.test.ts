@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { chooseScale, legend, paint } from "../src/components/scale";
+
+describe("chooseScale", () => {
+  it("is sequential when values stay on one side of zero", () => {
+    const s = chooseScale([0.5, 2, NaN, 4]);
+    expect(s.kind).toBe("sequential");
+    expect([s.lo, s.hi]).toEqual([0.5, 4]);
+    expect(s.paint(0.5)).toEqual(["iw-c-seq", 0]);
+    expect(s.paint(4)[1]).toBeCloseTo(0.85);
+    expect(s.paint(NaN)).toEqual(["", 0]);
+  });
+
+  it("is diverging and symmetric around zero when values cross zero", () => {
+    const s = chooseScale([-1, 0.5, 3]);
+    expect(s.kind).toBe("diverging");
+    expect([s.lo, s.center, s.hi]).toEqual([-3, 0, 3]);
+    expect(s.paint(-3)).toEqual(["iw-c-neg", 0.85]);
+    expect(s.paint(1.5)[0]).toBe("iw-c-pos");
+    expect(s.paint(1.5)[1]).toBeCloseTo(0.425);
+  });
+
+  it("diverges around an explicit center even without a sign change", () => {
+    const s = chooseScale([0.5, 1, 3], { center: 1 });
+    expect(s.kind).toBe("diverging");
+    expect([s.lo, s.center, s.hi]).toEqual([-1, 1, 3]);
+    expect(s.paint(0.5)[0]).toBe("iw-c-neg");
+  });
+
+  it("honours cmap, vmin and vmax", () => {
+    expect(chooseScale([-1, 1], { cmap: "sequential" }).kind).toBe("sequential");
+    expect(chooseScale([1, 2], { cmap: "diverging" }).kind).toBe("diverging");
+    const s = chooseScale([0, 10], { vmin: 2, vmax: 4 });
+    expect([s.lo, s.hi]).toEqual([2, 4]);
+    expect(s.paint(100)[1]).toBeCloseTo(0.85); // clamped
+  });
+
+  it("survives constant and empty input", () => {
+    expect(chooseScale([2, 2]).paint(2)).toEqual(["iw-c-seq", 0]);
+    expect(chooseScale([]).kind).toBe("sequential");
+  });
+});
+
+describe("paint and legend", () => {
+  it("sets hue class and opacity, and clears them for NaN", () => {
+    const el = document.createElement("span");
+    const s = chooseScale([-1, 1]);
+    paint(el, s, 1);
+    expect(el.classList.contains("iw-c-pos")).toBe(true);
+    expect(el.classList.contains("iw-strong")).toBe(true);
+    expect(el.style.getPropertyValue("--a")).toBe("0.850");
+    paint(el, s, NaN);
+    expect(el.className).toBe("");
+  });
+
+  it("labels the ends (and centre) with 4 significant digits", () => {
+    const el = legend(chooseScale([-0.123456, 2]), "logit diff");
+    expect(el.classList.contains("iw-legend")).toBe(true);
+    expect(el.textContent).toContain("logit diff");
+    expect(Array.from(el.querySelectorAll(".iw-legend-ticks span"), (s) => s.textContent)).toEqual(["-2.000", "0.000", "2.000"]);
+  });
+});
