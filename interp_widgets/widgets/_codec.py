@@ -47,7 +47,7 @@ def encode_array(x: Any, dtype: str = "float32") -> dict[str, Any]:
             raise ValueError(f"cannot encode NaN or inf as {dtype}")
         if arr.min() < info.min or arr.max() > info.max:
             raise ValueError(f"values {arr.min()}..{arr.max()} do not fit in {dtype}")
-    out = np.ascontiguousarray(arr, dtype=target)
+    out = np.asarray(arr, dtype=target, order="C")
     return {"dtype": dtype, "shape": list(out.shape), "buffer": memoryview(out.tobytes())}
 
 
@@ -66,21 +66,22 @@ def decode_array(enc: dict[str, Any]) -> np.ndarray:
 def encode_csr(x: Any, dtype: str = "float32") -> dict[str, Any]:
     """Encode a 2-D matrix as CSR: a scipy.sparse matrix, a sparse torch tensor, or a dense array
     (whose zeros are dropped). -> {"format": "csr", "shape", "indptr", "indices", "data"}."""
-    if isinstance(x, torch.Tensor) and x.layout != torch.strided:
-        x = x.to_sparse_csr()
-        indptr, indices, data = x.crow_indices(), x.col_indices(), x.values()
-        shape = tuple(x.shape)
-    elif hasattr(x, "tocsr"):  # scipy.sparse, duck-typed so scipy stays optional
+    if hasattr(x, "tocsr"):  # scipy.sparse, duck-typed so scipy stays optional
         m = x.tocsr()
         m.sort_indices()
         indptr, indices, data, shape = m.indptr, m.indices, m.data, m.shape
     else:
-        dense = to_numpy(x)
-        if dense.ndim != 2:
-            raise ValueError(f"CSR needs a 2-D matrix, got shape {list(dense.shape)}")
-        rows, cols = np.nonzero(dense)
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=dense.shape[0]))])
-        indices, data, shape = cols, dense[rows, cols], dense.shape
+        if isinstance(x, torch.Tensor) and x.layout == torch.sparse_coo:
+            x = x.coalesce()  # sorted by (row, col)
+            rows, indices = to_numpy(x.indices())
+            data, shape = to_numpy(x.values()), tuple(x.shape)
+        else:
+            dense = to_numpy(x.to_dense() if isinstance(x, torch.Tensor) else x)
+            if dense.ndim != 2:
+                raise ValueError(f"CSR needs a 2-D matrix, got shape {list(dense.shape)}")
+            rows, indices = np.nonzero(dense)
+            data, shape = dense[rows, indices], dense.shape
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))])
     return {
         "format": "csr",
         "shape": [int(shape[0]), int(shape[1])],

@@ -14,7 +14,7 @@ from ._base import BaseWidget, check_index, check_prompt, request_handler
 from ._codec import encode_array
 
 #: static exports keep patterns as float16 up to this many bytes in all, then as uint8 (1/255 steps)
-STATIC_FLOAT16_BYTES = 16 * 2**20
+STATIC_FLOAT16_BYTES = 2 * 2**20
 
 
 class AttentionView(BaseWidget):

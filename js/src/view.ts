@@ -16,7 +16,7 @@ export interface ViewContext {
 
 export type View = (ctx: ViewContext) => (() => void) | void;
 
-export const STATIC_NOTE = "Static export: controls that need a running kernel are disabled.";
+export const STATIC_NOTE = "Static export: re-running the model needs a running kernel, so those controls are disabled.";
 
 let serial = 0;
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { csrToDense, decodeArray, decodeCSR, encodeArray, floatToHalf, halfToFloat, type DType } from "../src/codec";
+import fixture from "./fixtures/codec_cases.json";
 
 describe("decodeArray / encodeArray", () => {
   const cases: [DType, number[]][] = [
@@ -81,5 +82,34 @@ describe("CSR", () => {
         data: encodeArray([2], [1], "float32"),
       }),
     ).toThrow(/malformed CSR/);
+  });
+});
+
+const bytes = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const expected = (v: number | string) => (typeof v === "number" ? v : v === "nan" ? NaN : v === "inf" ? Infinity : -Infinity);
+
+describe("arrays encoded by Python (tests/test_codec.py writes the fixture)", () => {
+  for (const c of fixture.arrays) {
+    it(`decodes ${c.name}`, () => {
+      // put the bytes at an odd offset of a bigger buffer, as a DataView window
+      const raw = bytes(c.b64);
+      const backing = new Uint8Array(raw.length + 3);
+      backing.set(raw, 3);
+      const out = decodeArray({ dtype: c.dtype as DType, shape: c.shape, buffer: new DataView(backing.buffer, 3, raw.length) });
+      expect(out.shape).toEqual(c.shape);
+      expect(Array.from(out.data)).toEqual(c.values.map(expected));
+    });
+  }
+
+  it("decodes the CSR matrix", () => {
+    const { csr } = fixture;
+    const m = decodeCSR({
+      format: "csr",
+      shape: csr.shape as [number, number],
+      indptr: { dtype: "int32", shape: [csr.shape[0] + 1], buffer: bytes(csr.indptr) },
+      indices: { dtype: "int32", shape: [bytes(csr.indices).length / 4], buffer: bytes(csr.indices) },
+      data: { dtype: "float16", shape: [bytes(csr.data).length / 2], buffer: bytes(csr.data) },
+    });
+    expect(Array.from(csrToDense(m))).toEqual(csr.dense);
   });
 });
