@@ -279,12 +279,17 @@ class Model:
     # ---- running ------------------------------------------------------------------------------
 
     def run(self, inputs: Inputs, *, names: str | Sequence[str] | None = None,
-            prepend_bos: bool = True) -> Run:
+            prepend_bos: bool = True, saes: Sequence[Any] | None = None) -> Run:
         """Run the model and return a `Run` with tokens, logits, per-token loss and a cache of
         exactly the hooks in `names` (none by default).
 
         `inputs` is a string, a list of strings (batched with right padding and an attention
-        mask, so each row equals running that prompt alone), or token ids (used as given)."""
+        mask, so each row equals running that prompt alone), or token ids (used as given).
+        `saes`: SAEs spliced in for this run (see `interp_widgets.sae.run_with_saes`)."""
+        if saes:
+            from .sae.splice import run_with_saes
+
+            return run_with_saes(self, inputs, saes, names=names, prepend_bos=prepend_bos)
         hooks = self.check_hook_names(names) if names is not None else []
         tokens, mask, single = self._tokenize(inputs, prepend_bos=prepend_bos)
         padded = bool((mask == 0).any())
