@@ -9,12 +9,16 @@
 from . import demo
 from ._errors import UnknownHookError
 from .model import Model, Run, available_devices, hook_name, load_model
+from .widgets import AttentionView, LogitLens, TokenHeatmap
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionView",
+    "LogitLens",
     "Model",
     "Run",
+    "TokenHeatmap",
     "UnknownHookError",
     "available_devices",
     "demo",
