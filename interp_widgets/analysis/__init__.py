@@ -13,3 +13,7 @@ __all__ = [
     "pattern_thumbnails",
     "scan_neurons",
 ]
+
+from .dictionaries import LinearDictionary, fit_dictionary, fit_ica, fit_pca  # noqa: E402
+
+__all__ += ["LinearDictionary", "fit_dictionary", "fit_ica", "fit_pca"]

@@ -3,7 +3,9 @@ through a shuffling buffer so that a batch holds tokens from many documents."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,7 +17,8 @@ if TYPE_CHECKING:
 def model_activations(model: Model, corpus: Iterable[str], hook: str, *, batch_size: int = 16,
                       skip_bos: bool = True) -> Iterator[torch.Tensor]:
     """Yield Tensor[n_tokens, d] of `hook`'s activation for each batch of `batch_size` documents:
-    real tokens only (no padding), and without position 0 (the BOS token) when `skip_bos`.
+    real tokens only (no padding; documents cut to the model's context), and without position 0
+    (the BOS token) when `skip_bos`.
     hook_z-style activations [.., n_heads, d_head] come flattened to n_heads * d_head."""
     model.check_hook_names([hook])
     docs: list[str] = []
@@ -28,8 +31,18 @@ def model_activations(model: Model, corpus: Iterable[str], hook: str, *, batch_s
         yield _acts(model, docs, hook, skip_bos)
 
 
+@contextmanager
+def quiet_truncation() -> Iterator[None]:
+    """Silence `Model.run`'s warning that a document was cut to the context: corpus scans cut
+    long documents on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*the model's context is.*")
+        yield
+
+
 def _acts(model: Model, docs: Sequence[str], hook: str, skip_bos: bool) -> torch.Tensor:
-    run = model.run(list(docs), names=[hook])
+    with quiet_truncation():
+        run = model.run(list(docs), names=[hook])
     keep = run.attention_mask.bool()
     if skip_bos:
         keep[:, 0] = False

@@ -100,28 +100,30 @@ def splice_hook(sae: SAE, *, use_error_term: bool = False, edits: Sequence[Featu
     mine = [e for e in edits if e.sae is sae]
 
     def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
-        if x.shape[-1] != sae.d_in and not (sae.reshape_activations == "hook_z" and x.ndim >= 2
-                                            and x.shape[-2] * x.shape[-1] == sae.d_in):
+        flat = x.shape[-1] if getattr(sae, "reshape_activations", "none") != "hook_z" or \
+            x.ndim < 2 else x.shape[-2] * x.shape[-1]
+        if x.shape[-1] != sae.d_in and flat != sae.d_in:
             raise SAEShapeError(sae.hook_name, sae.d_in, tuple(x.shape))
         with torch.no_grad():
-            pre = sae.encode_pre(x)
-            acts = sae.activate(pre, x)
-            recons = sae.unflatten(sae.decode(acts, x), x).to(x.dtype)
+            acts = sae.encode(x)
+            recons = sae.decode(acts, x).reshape(x.shape).to(x.dtype)
             edited = acts
             for e in mine:
                 edited = e.apply(edited)
-            out = recons if edited is acts else sae.unflatten(sae.decode(edited, x), x).to(x.dtype)
+            out = recons if edited is acts else sae.decode(edited, x).reshape(x.shape).to(x.dtype)
             error = x - recons
             if use_error_term:
                 out = out + error
             if skip_bos and x.ndim >= 3:
                 out = out.clone()
                 out[:, 0] = x[:, 0]
-        if cache is not None:
-            values = {"hook_sae_input": x, "hook_sae_acts_pre": pre, "hook_sae_acts_post": edited,
-                      "hook_sae_recons": recons, "hook_sae_error": error, "hook_sae_output": out}
-            for suffix in cache_names:
-                cache[f"{sae.hook_name}.{suffix}"] = values[suffix].detach()
+            if cache is not None:
+                values = {"hook_sae_input": lambda: x, "hook_sae_acts_post": lambda: edited,
+                          "hook_sae_acts_pre": lambda: sae.encode_pre(x),
+                          "hook_sae_recons": lambda: recons, "hook_sae_error": lambda: error,
+                          "hook_sae_output": lambda: out}
+                for suffix in cache_names:
+                    cache[f"{sae.hook_name}.{suffix}"] = values[suffix]().detach()
         return out
 
     return hook
@@ -130,8 +132,9 @@ def splice_hook(sae: SAE, *, use_error_term: bool = False, edits: Sequence[Featu
 def check_saes(model: Model, saes: Sequence[SAE]) -> None:
     """Check each SAE names a hook of `model` and fits its width; errors say what is wrong."""
     for sae in saes:
-        if not isinstance(sae, SAE) and not hasattr(sae, "encode"):
-            raise TypeError(f"saes must be SAE objects, got {type(sae).__name__}.")
+        if not all(hasattr(sae, a) for a in ("encode", "decode", "d_in", "hook_name")):
+            raise TypeError(f"saes must be SAE objects (or dictionaries with encode/decode), "
+                            f"got {type(sae).__name__}.")
         if not sae.hook_name:
             raise ValueError("This SAE does not say which hook it reads (no hook_name in its "
                              "metadata): set sae.hook_name = 'blocks.L.hook_resid_pre' (say).")
@@ -142,7 +145,8 @@ def check_saes(model: Model, saes: Sequence[SAE]) -> None:
     widths = hook_widths(model, hooks)
     for sae in saes:
         shape = widths[sae.hook_name]
-        flat = shape[-1] if sae.reshape_activations != "hook_z" else shape[-2] * shape[-1]
+        hook_z = getattr(sae, "reshape_activations", "none") == "hook_z"
+        flat = shape[-2] * shape[-1] if hook_z else shape[-1]
         if flat != sae.d_in:
             raise SAEShapeError(sae.hook_name, sae.d_in, shape)
 
@@ -174,7 +178,7 @@ def spliced(model: Model, saes: SAE | Sequence[SAE], *, use_error_term: bool = F
             _cache_names: dict[str, list[str]] | None = None) -> Iterator[Model]:
     """Context manager: inside it, every forward pass of `model` runs with each SAE's
     reconstruction in place of its hook's activation (see `splice_hook`)."""
-    saes = [saes] if isinstance(saes, SAE) else list(saes)
+    saes = [saes] if hasattr(saes, "encode") else list(saes)
     check_saes(model, saes)
     stray = [e for e in edits if all(e.sae is not s for s in saes)]
     if stray:
@@ -193,7 +197,7 @@ def run_with_saes(model: Model, inputs: Inputs, saes: SAE | Sequence[SAE], *,
                   prepend_bos: bool = True) -> Run:
     """`model.run` with SAEs spliced in; `names` may also hold SAE hooks such as
     ``f"{sae.hook_name}.hook_sae_acts_post"`` (Tensor[batch, pos, d_sae]), cached as given."""
-    saes = [saes] if isinstance(saes, SAE) else list(saes)
+    saes = [saes] if hasattr(saes, "encode") else list(saes)
     names = [names] if isinstance(names, str) else list(names or [])
     sae_names: dict[str, list[str]] = {}
     model_names = []
