@@ -3,13 +3,33 @@
 from .attention import attention_patterns, head_scores, pattern_thumbnails
 from .corpus import NeuronScan, scan_neurons
 from .logit_lens import LogitLensResult, logit_lens
+from .neurons import (
+    ablate_neuron,
+    correlated_neurons,
+    direct_logit_effect,
+    find_neurons,
+    modulate_neuron,
+    neuron_activations,
+    neuron_input_attribution,
+    neuron_selectivity,
+    patch_neuron,
+)
 
 __all__ = [
     "LogitLensResult",
     "NeuronScan",
+    "ablate_neuron",
     "attention_patterns",
+    "correlated_neurons",
+    "direct_logit_effect",
+    "find_neurons",
     "head_scores",
     "logit_lens",
+    "modulate_neuron",
+    "neuron_activations",
+    "neuron_input_attribution",
+    "neuron_selectivity",
+    "patch_neuron",
     "pattern_thumbnails",
     "scan_neurons",
 ]
