@@ -105,7 +105,7 @@ def _source_batches(source: Any, hook: str | None, batch_size: int, buffer_size:
         it = shuffled(chunks(), batch_size, buffer_size, generator=gen)
         first = next(it)
         return _prepend(first.to(device), (b.to(device) for b in it)), first.shape[1], model.name
-    if isinstance(source, Iterable):
+    if isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
         reiterable = iter(source) is not source
 
         def chunks() -> Iterator[torch.Tensor]:
