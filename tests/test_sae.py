@@ -29,13 +29,18 @@ DATA = Path(__file__).parent / "data" / "saelens_6_54"
 PROMPTS = ["When Mary and John went to the store, John gave a drink to", "The cat sat"]
 
 
-@pytest.fixture(scope="module")
-def lm(request, tmp_path_factory):
+def model_for_tests(request, tmp_path_factory) -> iw.Model:
+    """The demo model (the session fixture) when it is there, else a tiny random GPT-2."""
     from test_widgets import tiny_gpt2
 
     if (iw.demo.MODEL_DIR / "config.json").exists():
         return request.getfixturevalue("model")
     return iw.load_model(str(tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lm(request, tmp_path_factory):
+    return model_for_tests(request, tmp_path_factory)
 
 
 def random_sae(arch: str, d_in: int = 16, d_sae: int = 40, **kw) -> SAE:
