@@ -431,8 +431,12 @@ class NeuronScan:
         path = Path(path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"No neuron scan at {path} (write one with scan.save(path)).")
-        with safe_open(str(path), "pt") as f:
-            header = f.metadata() or {}
+        try:
+            with safe_open(str(path), "pt") as f:
+                header = f.metadata() or {}
+        except Exception as err:  # safetensors raises its own error type for a bad header
+            raise ValueError(f"{path} is not a safetensors file ({err}); a NeuronScan file is "
+                             "written by scan.save(path).") from err
         if header.get("format") != FORMAT:
             raise ValueError(f"{path} is not a NeuronScan file (format {header.get('format')!r}, "
                              f"expected {FORMAT!r}).")
