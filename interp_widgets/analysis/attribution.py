@@ -1,0 +1,247 @@
+"""Attribution of one prediction: direct logit attribution (per layer, head and MLP neuron), the
+logit difference through the logit lens, and input-token attribution (integrated gradients,
+gradient x input, occlusion).
+
+Direct logit attribution builds on TransformerLens (`tools.analysis.direct_logit_attribution`
+for layers and heads, `ActivationCache.stack_neuron_results` for neurons) over a filtered cache,
+with the final LayerNorm scale of the real run; the model must have LayerNorm folded
+(`load_model(..., fold_ln=True)`, the default). Input-token attribution is written here: TL 4.3
+has none, and we run all integration steps (or all occlusions) as one batched pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..model import Model
+from .logit_lens import logit_lens, residual_stack, single_token_id
+
+__all__ = ["LogitAttribution", "TokenAttribution", "direct_logit_attribution",
+           "input_attribution", "logit_diff_lens", "logit_lens"]
+
+
+def _single_prompt_tokens(model: Model, prompt: str | torch.Tensor) -> torch.Tensor:
+    """LongTensor[1, pos] of one prompt."""
+    tokens, _, single = model._tokenize(prompt, prepend_bos=True)
+    if not single and tokens.shape[0] != 1:
+        raise ValueError(f"Attribution takes one prompt, got a batch of {tokens.shape[0]}.")
+    return tokens[:1]
+
+
+@dataclass
+class LogitAttribution:
+    """What each part of the model writes directly to logit(answer) - logit(wrong) at `pos`.
+
+    embed, pos_embed: contributions of the token and position embeddings.
+    attn, mlp: Tensor[layer]: each attention layer's and MLP's output (biases included).
+    heads: Tensor[layer, head]; attn_bias: Tensor[layer] = attn - heads.sum(1) (the b_O term).
+    neurons: Tensor[layer, d_mlp]; mlp_bias: Tensor[layer] = mlp - neurons.sum(1) (b_out).
+    unembed_bias: b_U[answer] - b_U[wrong], a constant no component writes.
+    logit_diff: the model's logit difference; embed + pos_embed + attn.sum() + mlp.sum() +
+    unembed_bias equals it (up to float error).
+    """
+
+    str_tokens: list[str]
+    answer: str
+    wrong: str
+    pos: int
+    logit_diff: float
+    embed: float
+    pos_embed: float
+    attn: torch.Tensor
+    mlp: torch.Tensor
+    heads: torch.Tensor
+    attn_bias: torch.Tensor
+    neurons: torch.Tensor
+    mlp_bias: torch.Tensor
+    unembed_bias: float
+
+    @property
+    def layers(self) -> torch.Tensor:
+        """Tensor[layer]: attention + MLP of each layer."""
+        return self.attn + self.mlp
+
+    @property
+    def total(self) -> float:
+        """The sum of all components, which equals `logit_diff`."""
+        return float(self.embed + self.pos_embed + self.layers.sum() + self.unembed_bias)
+
+    def top_neurons(self, k: int = 10) -> list[tuple[int, int, float]]:
+        """[(layer, neuron, contribution)] of the k neurons with the largest |contribution|."""
+        flat = self.neurons.reshape(-1)
+        idx = flat.abs().topk(min(k, flat.numel())).indices.tolist()
+        d = self.neurons.shape[1]
+        return [(i // d, i % d, float(flat[i])) for i in idx]
+
+
+def direct_logit_attribution(model: Model, prompt: str | torch.Tensor, answer: str | int,
+                             wrong: str | int, *, pos: int = -1) -> LogitAttribution:
+    """Decompose logit(answer) - logit(wrong) at `pos` of one prompt into direct contributions
+    (see `LogitAttribution`). `answer`, `wrong`: single tokens such as " Mary" or ids."""
+    from transformer_lens.tools.analysis import direct_logit_attribution as tl_dla
+
+    a = answer if isinstance(answer, int) else single_token_id(model, answer)
+    w = wrong if isinstance(wrong, int) else single_token_id(model, wrong)
+    tokens = _single_prompt_tokens(model, prompt)
+    n = tokens.shape[1]
+    if not -n <= pos < n:
+        raise ValueError(f"pos {pos} is out of range for a prompt of {n} tokens "
+                         f"(use -{n} .. {n - 1}).")
+    L = model.cfg.n_layers
+    names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale",
+             f"blocks.{L - 1}.hook_resid_post"]
+    names += [f"blocks.{layer}.{h}" for layer in range(L)
+              for h in ("hook_attn_out", "hook_mlp_out", "attn.hook_z", "mlp.hook_post")]
+    bridge = model.bridge
+    with torch.no_grad():
+        logits, cache = bridge.run_with_cache(tokens, names_filter=names)
+        comp = tl_dla(bridge, None, a, w, unit="component", pos=pos, cache=cache)
+        heads = tl_dla(bridge, None, a, w, unit="head", pos=pos, cache=cache)
+        direction = bridge.W_U[:, a] - bridge.W_U[:, w]  # [d_model]
+        neurons = cache.stack_neuron_results(L, pos_slice=pos, apply_ln=True,
+                                             project_output_onto=direction)
+    c = dict(zip(comp.labels, comp.attribution.reshape(-1).float().cpu()))
+    attn = torch.stack([c[f"{layer}_attn_out"] for layer in range(L)])
+    mlp = torch.stack([c[f"{layer}_mlp_out"] for layer in range(L)])
+    head_vals = heads.attribution.reshape(-1)[:-1].float().cpu().reshape(L, -1)  # no remainder
+    neuron_vals = neurons.reshape(L, -1).float().cpu()  # [layer, d_mlp]
+    b_u = getattr(bridge, "b_U", None)
+    return LogitAttribution(
+        str_tokens=model.to_str_tokens(tokens[0]),
+        answer=model.tokenizer.decode([a]), wrong=model.tokenizer.decode([w]), pos=pos % n,
+        logit_diff=float(logits[0, pos, a] - logits[0, pos, w]),
+        embed=float(c["embed"]), pos_embed=float(c.get("pos_embed", 0.0)),
+        attn=attn, mlp=mlp, heads=head_vals, attn_bias=attn - head_vals.sum(1),
+        neurons=neuron_vals, mlp_bias=mlp - neuron_vals.sum(1),
+        unembed_bias=0.0 if b_u is None else float(b_u[a] - b_u[w]),
+    )
+
+
+def logit_diff_lens(model: Model, prompt: str | torch.Tensor, answer: str | int,
+                    wrong: str | int) -> tuple[list[str], torch.Tensor]:
+    """(layer labels, Tensor[layer + 1, pos]): logit(answer) - logit(wrong) read through the
+    final LayerNorm and unembedding from the residual stream before each layer and after the
+    last (the logit lens, `logit_lens.residual_stack`)."""
+    a = answer if isinstance(answer, int) else single_token_id(model, answer)
+    w = wrong if isinstance(wrong, int) else single_token_id(model, wrong)
+    _, labels, resid = residual_stack(model, prompt)  # [layer + 1, pos, d_model]
+    bridge = model.bridge
+    with torch.no_grad():
+        logits = bridge.unembed(bridge.ln_final(resid))  # [layer + 1, pos, vocab]
+    return labels, (logits[..., a] - logits[..., w]).float().cpu()
+
+
+# ---- input-token attribution ---------------------------------------------------------------
+
+
+@dataclass
+class TokenAttribution:
+    """How much each input token contributes to `target` (a logit difference or log-prob).
+
+    values: Tensor[pos]. method: "integrated_gradients", "grad_x_input" or "occlusion".
+    target_value: the target on the prompt. baseline_value: on the baseline (every token's
+    embedding zeroed; BOS kept) for integrated gradients, None otherwise.
+    completeness_gap: integrated gradients only: (target - baseline) - values.sum(); near 0
+    when there are enough steps.
+    """
+
+    str_tokens: list[str]
+    values: torch.Tensor
+    method: str
+    target: str
+    target_value: float
+    baseline_value: float | None = None
+    completeness_gap: float | None = None
+
+
+METHODS = ("integrated_gradients", "grad_x_input", "occlusion")
+
+
+def _target_fn(model: Model, answer: str | int, wrong: str | int | None, pos: int
+               ) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """(name, f): f maps logits [batch, pos, vocab] -> Tensor[batch]."""
+    a = answer if isinstance(answer, int) else single_token_id(model, answer)
+    sa = model.tokenizer.decode([a])
+    if wrong is None:
+        return f"log p({sa!r})", lambda lg: lg[:, pos].float().log_softmax(-1)[:, a]
+    w = wrong if isinstance(wrong, int) else single_token_id(model, wrong)
+    sw = model.tokenizer.decode([w])
+    return f"logit({sa!r}) - logit({sw!r})", lambda lg: (lg[:, pos, a] - lg[:, pos, w]).float()
+
+
+def _run_embeds(model: Model, tokens: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+    """Logits [batch, pos, vocab] of `tokens` [1, pos] with the token embeddings replaced by
+    `embeds` [batch, pos, d_model] (position embeddings unchanged)."""
+    batch = embeds.shape[0]
+
+    def swap(act: torch.Tensor, hook=None) -> torch.Tensor:
+        return embeds.to(act.dtype)
+
+    return model.bridge.run_with_hooks(tokens.expand(batch, -1),
+                                       fwd_hooks=[("hook_embed", swap)])
+
+
+def input_attribution(model: Model, prompt: str | torch.Tensor, answer: str | int,
+                      wrong: str | int | None = None, *, method: str = "integrated_gradients",
+                      steps: int = 32, pos: int = -1) -> TokenAttribution:
+    """Attribute logit(answer) - logit(wrong) (or log p(answer) when `wrong` is None) at `pos`
+    to each input token.
+
+    integrated_gradients: (x - 0) . mean gradient along the straight path from zeroed token
+    embeddings to the real ones (`steps` Gauss-Legendre points, one batched forward/backward);
+    the completeness gap is reported. grad_x_input: embedding . gradient. occlusion: target minus
+    the target with that token's embedding zeroed (all positions in one batched forward).
+    A leading BOS is never zeroed (it is where attention rests), so it scores 0."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}. Use one of: {', '.join(METHODS)}.")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}.")
+    tokens = _single_prompt_tokens(model, prompt)
+    n = tokens.shape[1]
+    name, f = _target_fn(model, answer, wrong, pos)
+    with torch.no_grad():
+        _, cache = model.bridge.run_with_cache(tokens, names_filter=["hook_embed"])
+    x = cache["hook_embed"].detach()  # [1, pos, d_model]
+    keep = torch.zeros(n, 1, device=x.device)  # 1 where the embedding is never zeroed
+    if model.tokenizer.bos_token_id is not None and int(tokens[0, 0]) == \
+            model.tokenizer.bos_token_id:
+        keep[0] = 1
+    str_tokens = model.to_str_tokens(tokens[0])
+    with torch.no_grad():
+        target = float(f(model.bridge(tokens))[0])
+
+    if method == "occlusion":
+        rows = (1 - keep[:, 0]).nonzero()[:, 0]  # positions that can be occluded
+        embeds = x.repeat(len(rows), 1, 1)  # [rows, pos, d_model]
+        embeds[torch.arange(len(rows)), rows] = 0
+        with torch.no_grad():
+            occluded = f(_run_embeds(model, tokens, embeds)).cpu() if len(rows) else None
+        values = torch.zeros(n)
+        if occluded is not None:
+            values[rows.cpu()] = target - occluded
+        return TokenAttribution(str_tokens, values, method, name, target)
+
+    if method == "grad_x_input":
+        alphas, weights = torch.ones(1), torch.ones(1)
+    else:
+        nodes, w = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
+        alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype)
+        weights = torch.tensor(w / 2, dtype=x.dtype)
+    alphas, weights = alphas.to(x.device), weights.to(x.device)
+    scale = keep + (1 - keep) * alphas[:, None, None]  # [steps, pos, 1]
+    with torch.enable_grad():
+        embeds = (x * scale).requires_grad_(True)  # [steps, pos, d_model]
+        out = f(_run_embeds(model, tokens, embeds))  # [steps]
+        (grad,) = torch.autograd.grad(out.sum(), embeds)
+    avg = (grad * weights[:, None, None]).sum(0)  # [pos, d_model]
+    values = ((x[0] * avg).sum(-1) * (1 - keep[:, 0])).float().cpu()  # [pos]
+    if method == "grad_x_input":
+        return TokenAttribution(str_tokens, values, method, name, target)
+    with torch.no_grad():
+        base = float(f(_run_embeds(model, tokens, x * keep))[0])
+    gap = (target - base) - float(values.sum())
+    return TokenAttribution(str_tokens, values, method, name, target, base, gap)
