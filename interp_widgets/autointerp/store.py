@@ -1,0 +1,254 @@
+"""The result store: explanations and scores in one SQLite file (stdlib `sqlite3`).
+
+One row per (model, source, unit, explainer): `source` is the hook name for neurons or an SAE /
+dictionary id; `explainer` the LLM's name or "offline-statistical". A row holds the explanation
+and its scores together, so a unit is stored whole or not at all. Every write is one
+``BEGIN IMMEDIATE`` transaction on its own connection; the file is in WAL mode with a busy
+timeout, so threads and processes can write at once. Export / import as JSON in Neuronpedia's
+explanation shape (``modelId``, ``layer``, ``index``, ``description``, ``explanationModelName``,
+``typeName``, ``scores: [{value, explanationScoreTypeName, explanationScoreModelName}]``).
+
+No API key is ever passed in here; as a guard, a write that contains the value of
+`OPENAI_API_KEY` is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .score import SCORE_NAMES, Scores
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS explanations (
+    model TEXT NOT NULL, source TEXT NOT NULL, unit INTEGER NOT NULL, explainer TEXT NOT NULL,
+    kind TEXT NOT NULL, explanation TEXT NOT NULL, scores TEXT NOT NULL, score REAL,
+    meta TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (model, source, unit, explainer));
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+TYPE_NAMES = {"llm": "oai_token-act-pair", "statistical": "iw_token-enrichment"}
+_KINDS = {v: k for k, v in TYPE_NAMES.items()}
+
+
+@dataclass
+class Entry:
+    """One unit's explanation and scores. `score` is the headline (pooled correlation)."""
+
+    model: str
+    source: str
+    unit: int
+    explainer: str
+    kind: str
+    explanation: str
+    scores: Scores = field(default_factory=Scores)
+    meta: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return self.scores.correlation
+
+    def row(self) -> dict[str, Any]:
+        """A flat dict (for tables): keys, explanation and every score."""
+        return {"model": self.model, "source": self.source, "unit": self.unit,
+                "explainer": self.explainer, "kind": self.kind, "explanation": self.explanation,
+                **{k: getattr(self.scores, k) for k in SCORE_NAMES}}
+
+    def neuronpedia(self) -> dict[str, Any]:
+        """This entry in Neuronpedia's explanation shape (+ our fields under "interp_widgets")."""
+        scores = [{"value": None if math.isnan(v) else v,
+                   "explanationScoreTypeName": f"iw_{k}",
+                   "explanationScoreModelName": self.scores.simulator}
+                  for k in SCORE_NAMES if not math.isnan(v := getattr(self.scores, k))]
+        return {"modelId": self.model, "layer": self.source, "index": str(self.unit),
+                "description": self.explanation, "explanationModelName": self.explainer,
+                "typeName": TYPE_NAMES.get(self.kind, self.kind), "scores": scores,
+                "interp_widgets": {"kind": self.kind, "scores": self.scores.to_dict(),
+                                   "meta": self.meta, "created": self.created}}
+
+    @classmethod
+    def from_neuronpedia(cls, d: dict[str, Any]) -> Entry:
+        missing = [k for k in ("modelId", "layer", "index", "description") if k not in d]
+        if missing:
+            raise ValueError(f"Not a Neuronpedia explanation: missing {missing} in "
+                             f"{sorted(d)[:8]}.")
+        ours = d.get("interp_widgets") or {}
+        if "scores" in ours:
+            scores = Scores.from_dict(ours["scores"])
+        else:
+            scores = Scores.from_dict({s["explanationScoreTypeName"].removeprefix("iw_"):
+                                       s.get("value") for s in d.get("scores") or []
+                                       if "explanationScoreTypeName" in s})
+        kind = ours.get("kind") or _KINDS.get(d.get("typeName", ""), "llm")
+        return cls(str(d["modelId"]), str(d["layer"]), int(d["index"]),
+                   str(d.get("explanationModelName") or "unknown"), kind, str(d["description"]),
+                   scores, dict(ours.get("meta") or {}), float(ours.get("created") or 0.0))
+
+
+def _nan_none(v: float) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+class AutoInterpStore:
+    """A SQLite file of explanations and scores (see the module docstring). Created if missing."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0):
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise ValueError(f"{self.path} is a folder: give a file path such as "
+                             f"{self.path / 'autointerp.sqlite'}.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+            con.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),))
+
+    def __repr__(self) -> str:
+        return f"AutoInterpStore({str(self.path)!r}, {len(self)} entries)"
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (all or nothing)."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # ---- writing ----
+
+    def put(self, entries: Entry | Iterable[Entry]) -> int:
+        """Insert or replace entries, all in one transaction. Returns how many."""
+        entries = [entries] if isinstance(entries, Entry) else list(entries)
+        rows = [self._row(e) for e in entries]
+        _refuse_secrets(rows)
+        with self._write() as con:
+            con.executemany("INSERT OR REPLACE INTO explanations VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            rows)
+        return len(rows)
+
+    @staticmethod
+    def _row(e: Entry) -> tuple:
+        if e.kind not in TYPE_NAMES:
+            raise ValueError(f"kind must be one of {sorted(TYPE_NAMES)}; got {e.kind!r}.")
+        return (e.model, e.source, int(e.unit), e.explainer, e.kind, str(e.explanation),
+                json.dumps(e.scores.to_dict()), _nan_none(e.scores.correlation), json.dumps(e.meta),
+                e.created or time.time())
+
+    def delete(self, *, model: str | None = None, source: str | None = None,
+               unit: int | None = None, explainer: str | None = None) -> int:
+        """Delete the matching entries; returns how many."""
+        where, args = _where(model, source, unit, explainer, None)
+        with self._write() as con:
+            return con.execute(f"DELETE FROM explanations{where}", args).rowcount
+
+    # ---- reading ----
+
+    def __len__(self) -> int:
+        with self._connect() as con:
+            return con.execute("SELECT COUNT(*) FROM explanations").fetchone()[0]
+
+    def entries(self, *, model: str | None = None, source: str | None = None,
+                unit: int | None = None, explainer: str | None = None,
+                search: str | None = None) -> list[Entry]:
+        """Entries matching every given field; `search`: a case-insensitive substring of the
+        explanation. Ordered by model, source, unit, explainer."""
+        where, args = _where(model, source, unit, explainer, search)
+        with self._connect() as con:
+            rows = con.execute(f"SELECT * FROM explanations{where} ORDER BY model, source, unit, "
+                               "explainer", args).fetchall()
+        return [_entry(r) for r in rows]
+
+    def get(self, model: str, source: str, unit: int, explainer: str | None = None
+            ) -> Entry | None:
+        """The entry of one unit (with `explainer`, or the best-scoring one); None if absent."""
+        found = self.entries(model=model, source=source, unit=unit, explainer=explainer)
+        if not found:
+            return None
+        return max(found, key=lambda e: (not math.isnan(e.score), e.score if not
+                                         math.isnan(e.score) else 0.0, e.created))
+
+    def frame(self, **filters: Any):
+        """A pandas DataFrame: one row per entry (`Entry.row`)."""
+        import pandas as pd
+
+        rows = [e.row() for e in self.entries(**filters)]
+        return pd.DataFrame(rows, columns=["model", "source", "unit", "explainer", "kind",
+                                           "explanation", *SCORE_NAMES])
+
+    # ---- JSON ----
+
+    def export_json(self, path: str | Path, **filters: Any) -> Path:
+        """Write the (matching) entries as a JSON list in Neuronpedia's shape; ``.jsonl``
+        writes one object per line. Atomic (temporary file, then rename)."""
+        path = Path(path).expanduser()
+        items = [e.neuronpedia() for e in self.entries(**filters)]
+        if path.suffix == ".jsonl":
+            text = "".join(json.dumps(i, allow_nan=False) + "\n" for i in items)
+        else:
+            text = json.dumps(items, indent=1, allow_nan=False)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+    def import_json(self, path: str | Path) -> int:
+        """Read a JSON list / JSONL file of Neuronpedia-shaped explanations (ours or
+        Neuronpedia's own export) into the store, in one transaction. Returns how many."""
+        path = Path(path).expanduser()
+        text = path.read_text()
+        if path.suffix == ".jsonl":
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            items = json.loads(text)
+            items = [items] if isinstance(items, dict) else items
+        return self.put([Entry.from_neuronpedia(d) for d in items])
+
+
+def _where(model, source, unit, explainer, search) -> tuple[str, list[Any]]:
+    conds, args = [], []
+    for col, v in (("model", model), ("source", source), ("unit", unit),
+                   ("explainer", explainer)):
+        if v is not None:
+            conds.append(f"{col} = ?")
+            args.append(v)
+    if search:
+        conds.append("instr(lower(explanation), lower(?)) > 0")
+        args.append(search)
+    return (" WHERE " + " AND ".join(conds) if conds else ""), args
+
+
+def _entry(r: Sequence[Any]) -> Entry:
+    model, source, unit, explainer, kind, text, scores, _, meta, created = r
+    return Entry(model, source, int(unit), explainer, kind, text,
+                 Scores.from_dict(json.loads(scores)), json.loads(meta), float(created))
+
+
+def _refuse_secrets(rows: Sequence[tuple]) -> None:
+    key = os.environ.get("OPENAI_API_KEY") or ""
+    if len(key) >= 8 and any(key in str(v) for row in rows for v in row):
+        raise ValueError("Refusing to store an entry that contains the OPENAI_API_KEY value: "
+                         "API keys are never written to the store.")
