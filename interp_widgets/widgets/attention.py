@@ -85,8 +85,9 @@ class AttentionView(BaseWidget):
         if self._model is None:
             raise ValueError("this view was made from precomputed patterns: there is no model "
                              "to re-run")
-        self._set_patterns(*attention_patterns(self._model, check_prompt(prompt)))
-        self.prompt = prompt
+        found = attention_patterns(self._model, check_prompt(prompt))
+        self.prompt = prompt  # before _set_patterns bumps _rev and the view redraws
+        self._set_patterns(*found)
         return {}
 
     def static_answers(self) -> Iterator[tuple[str, dict[str, Any], Any]]:

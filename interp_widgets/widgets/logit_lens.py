@@ -75,9 +75,9 @@ class LogitLens(BaseWidget):
         if self._model is None:
             raise ValueError("this view was made from a precomputed result: there is no model "
                              "to re-run")
-        self._set_result(logit_lens(self._model, check_prompt(prompt), target=target or None,
-                                    k=self._k))
-        self.prompt = prompt
+        result = logit_lens(self._model, check_prompt(prompt), target=target or None, k=self._k)
+        self.prompt = prompt  # before _set_result bumps _rev and the view redraws
+        self._set_result(result)
         return {}
 
     def static_answers(self) -> Iterator[tuple[str, dict[str, Any], Any]]:

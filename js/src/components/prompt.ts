@@ -21,10 +21,20 @@ export function promptBar(ctx: ViewContext, method: string, fields: Field[]): HT
   );
   inputs.forEach((el, i) => (el.value = fields[i].value));
   const run = ctx.needsKernel(h("button", { class: "iw-button", text: "Run", attrs: { type: "submit" } }));
-  const form = h("form", { class: "iw-prompt" }, [
+  // data-lm-suppress-shortcuts: JupyterLab's keyboard shortcuts leave typing here alone (Enter submits)
+  const form = h("form", { class: "iw-prompt", attrs: { "data-lm-suppress-shortcuts": "true" } }, [
     ...inputs.map((el, i) => h("label", { class: "iw-field" }, [h("span", { text: fields[i].label }), el])),
     run,
   ]);
+  // Enter submits even where the page (JupyterLab) intercepts the browser's implicit submission.
+  for (const el of inputs) {
+    el.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" || e.isComposing) return;
+      e.preventDefault();
+      e.stopPropagation();
+      form.requestSubmit();
+    });
+  }
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!ctx.live) return;
