@@ -37,3 +37,39 @@ __all__ = [
 from .dictionaries import LinearDictionary, fit_dictionary, fit_ica, fit_pca  # noqa: E402
 
 __all__ += ["LinearDictionary", "fit_dictionary", "fit_ica", "fit_pca"]
+
+from .attribution import (  # noqa: E402
+    LogitAttribution,
+    TokenAttribution,
+    direct_logit_attribution,
+    input_attribution,
+    logit_diff_lens,
+)
+from .metrics import Metric, kl_to, logit_diff, token_prob  # noqa: E402
+from .patching import (  # noqa: E402
+    Cell,
+    Patcher,
+    PatchResult,
+    activation_patching,
+    attribution_patching,
+)
+from .steering import (  # noqa: E402
+    Directions,
+    Generation,
+    PerturbationFlow,
+    SteeringVector,
+    generate,
+    kl_to_baseline,
+    pca_directions,
+    perturbation_flow,
+    sae_direction,
+    steering_vector,
+)
+
+__all__ += [
+    "Cell", "Directions", "Generation", "LogitAttribution", "Metric", "PatchResult", "Patcher",
+    "PerturbationFlow", "SteeringVector", "TokenAttribution", "activation_patching",
+    "attribution_patching", "direct_logit_attribution", "generate", "input_attribution",
+    "kl_to", "kl_to_baseline", "logit_diff", "logit_diff_lens", "pca_directions",
+    "perturbation_flow", "sae_direction", "steering_vector", "token_prob",
+]
