@@ -92,10 +92,12 @@ def simulate(explanation: str, records: Sequence[ActivationRecord] | ActivationR
     use_logprobs = method == "logprobs" or (method == "auto" and llm.logprobs is not False)
     if use_logprobs:
         try:
-            out = llm.map(lambda r: _simulate_logprobs(llm, text, r, budget, cancel), records,
-                          cancel)
-            llm.logprobs = True
-            return out
+            first = []
+            if llm.logprobs is None:  # try one record before sending the rest
+                first = [_simulate_logprobs(llm, text, records[0], budget, cancel)]
+                llm.logprobs = True
+            return first + llm.map(lambda r: _simulate_logprobs(llm, text, r, budget, cancel),
+                                   records[len(first):], cancel)
         except (EndpointNotFoundError, ResponseParseError, AutoInterpError) as err:
             if method == "logprobs" or not _no_logprobs(err):
                 raise

@@ -48,6 +48,7 @@ class FakeOpenAIServer:
         self.api_key, self.models, self.latency = api_key, models, latency
         self.logprobs, self.garbage = logprobs, garbage
         self.requests: list[dict[str, Any]] = []
+        self.in_flight = self.max_in_flight = 0
         self._failures: list[int] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -108,8 +109,19 @@ class FakeOpenAIServer:
         except json.JSONDecodeError:
             return self._send(h, 400, {"error": {"message": "body is not JSON"}})
         with self._lock:
-            self.requests.append({"path": h.path, "headers": dict(h.headers), "body": body})
+            headers = {k.lower(): v for k, v in h.headers.items()}
+            self.requests.append({"path": h.path, "headers": headers, "body": body})
             status = self._failures.pop(0) if self._failures else None
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer(h, body, status)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, h: BaseHTTPRequestHandler, body: dict[str, Any], status: int | None
+                ) -> None:
         if self.latency:
             time.sleep(self.latency)
         if status is not None:
