@@ -52,19 +52,23 @@ _CHUNK_ROWS = 512  # bucket-sample candidates are found this many rows at a time
 class Grid:
     """Fixed histogram bins on a signed log scale, shared by every neuron.
 
-    Bin edges are ``linear * sinh(t)`` for t evenly spaced (`bins_per_unit` per unit of t), so
-    bins are ~`linear` wide near 0 and a constant ratio apart for large values; the outermost
-    bins also hold anything beyond ``+-limit``. Bucket samples use coarser buckets of
-    `bins_per_bucket` bins."""
+    A value x sits at t = sign(x) * log1p(|x| / linear); bins are evenly spaced in t
+    (`bins_per_unit` per unit), so they are ~`linear` wide near 0 and a constant ratio apart for
+    large values; the outermost bins also hold anything beyond ``+-limit``. Bucket samples use
+    coarser buckets of `bins_per_bucket` bins (a power of two)."""
 
     linear: float = 0.01
     limit: float = 1000.0
     bins_per_unit: int = 16
     bins_per_bucket: int = 16
 
+    def __post_init__(self):
+        if self.bins_per_bucket & (self.bins_per_bucket - 1) or self.bins_per_bucket < 1:
+            raise ValueError(f"bins_per_bucket must be a power of two; got {self.bins_per_bucket}.")
+
     @property
     def units(self) -> int:
-        return math.ceil(math.asinh(self.limit / self.linear))
+        return math.ceil(math.log1p(self.limit / self.linear))
 
     @property
     def n_bins(self) -> int:
@@ -77,12 +81,17 @@ class Grid:
     def edges(self) -> torch.Tensor:
         """Tensor[n_bins + 1] float64: bin edges in activation units."""
         t = torch.linspace(-self.units, self.units, self.n_bins + 1, dtype=torch.float64)
-        return self.linear * torch.sinh(t)
+        return self.linear * torch.expm1(t.abs()) * t.sign()
 
     def index(self, x: torch.Tensor) -> torch.Tensor:
         """LongTensor like `x`: the bin of each value."""
-        t = torch.asinh(x / self.linear).add_(self.units).mul_(self.bins_per_unit)
-        return t.floor_().clamp_(0, self.n_bins - 1).long()
+        t = torch.log1p(x.abs().mul_(1 / self.linear)).copysign_(x)
+        t = t.add_(self.units).mul_(self.bins_per_unit).floor_()
+        return t.clamp_(0, self.n_bins - 1).long()
+
+    def bucket(self, bins: torch.Tensor) -> torch.Tensor:
+        """LongTensor like `bins`: the sample bucket of each bin."""
+        return bins >> (self.bins_per_bucket.bit_length() - 1)
 
 
 @dataclass
@@ -497,12 +506,14 @@ class NeuronScan:
             return
         x = acts[rb, rp]  # [row, neuron]
         keys = (docs[rb] << _POS_BITS) | rp  # [row]
-        xd = x.double()
-        self._sum += xd.sum(0)
-        self._sumsq += (xd * xd).sum(0)
-        self._above0 += (x > 0).sum(0)
         if self._xtx is not None:  # float32 within a batch (half the time), float64 across
-            self._xtx += (x.T @ x).double()
+            xtx = x.T @ x  # [neuron, neuron]
+            self._xtx += xtx.double()
+            self._sumsq += xtx.diagonal().double()
+        else:
+            self._sumsq += (x * x).sum(0, dtype=torch.float64)
+        self._sum += x.sum(0, dtype=torch.float64)
+        self._above0 += torch.count_nonzero(x > 0, dim=0)
         grid = self.grid
         bins = grid.index(x)  # [row, neuron]
         n_neurons = x.shape[1]
@@ -525,9 +536,12 @@ class NeuronScan:
             vals = torch.where(ok, acts[b, at, n[:, None]], math.nan)
             return ids, vals
 
-        # top-k: only values above the pool's k-th and within this batch's top k can enter
-        kth = x.topk(min(self.k, x.shape[0]), dim=0).values[-1]  # [neuron]
-        r, n = ((x >= kth) & (x > self._top.value[:, -1])).nonzero(as_tuple=True)
+        # top-k: only values above the pool's k-th (and, when that lets many through, within
+        # this batch's top k) can enter
+        above = x > self._top.value[:, -1]  # [row, neuron]
+        if int(above.sum()) > 4 * self.k * n_neurons:
+            above &= x >= x.topk(min(self.k, x.shape[0]), dim=0).values[-1]
+        r, n = above.nonzero(as_tuple=True)
         if r.numel():
             self._top.add({"group": n, "value": x[r, n], "doc": docs[rb[r]], "pos": rp[r],
                            "prio": keys[r]}, lambda i: contexts(r[i], n[i]))
@@ -535,7 +549,7 @@ class NeuronScan:
         # bucket samples: rows in priority order, a chunk at a time, against current thresholds
         prio = _mix63(keys, self.meta["seed"])
         nb = grid.n_buckets
-        buckets = bins.div_(grid.bins_per_bucket, rounding_mode="floor")  # [row, neuron]
+        buckets = grid.bucket(bins)  # [row, neuron]
         for chunk in torch.argsort(prio).split(_CHUNK_ROWS):
             thr = self._samples.prio[:, -1].view(n_neurons, nb).T  # [bucket, neuron]
             bk = buckets[chunk]
