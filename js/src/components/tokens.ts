@@ -30,17 +30,27 @@ export function displayToken(token: string): string {
     .join("");
 }
 
+const HAS_WS = /[\s\u00a0]/;
+
 /** Fill `el` with the token's segments; whitespace runs go in a faint span.iw-ws. */
 export function fillToken(el: HTMLElement, token: string): HTMLElement {
+  if (token !== "" && !HAS_WS.test(token)) {
+    el.append(token); // the common case, without building segments
+    return el;
+  }
   for (const s of segments(token)) {
-    el.append(s.ws ? h("span", { class: "iw-ws", text: s.text }) : document.createTextNode(s.text));
+    el.append(s.ws ? h("span", { class: "iw-ws", text: s.text }) : s.text);
   }
   return el;
 }
 
 /** span.iw-token[data-doc][data-pos] showing `token`. */
 export function tokenSpan(token: string, doc: number, pos: number): HTMLSpanElement {
-  return fillToken(h("span", { class: "iw-token", attrs: { "data-doc": doc, "data-pos": pos } }), token) as HTMLSpanElement;
+  const span = document.createElement("span");
+  span.className = "iw-token";
+  span.setAttribute("data-doc", String(doc));
+  span.setAttribute("data-pos", String(pos));
+  return fillToken(span, token) as HTMLSpanElement;
 }
 
 export function newlineCount(token: string): number {

@@ -5,6 +5,7 @@
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
 import { cssRgb, drawMatrix } from "../components/matrix";
+import { tintClass } from "../components/scale";
 import { promptBar } from "../components/prompt";
 import { tokenAt, tokenStrip } from "../components/tokens";
 import { ask, type View, type ViewContext } from "../view";
@@ -205,15 +206,11 @@ function patternPanel(p: Pattern, tokens: string[], rgb: [number, number, number
     if (q !== null) g.fillRect(0, px(q), res, w);
     if (k !== null) g.fillRect(px(k), 0, w, res);
   };
-  const tint = (span: HTMLElement, cls: string, a: number) => {
-    span.classList.remove("iw-c-to", "iw-c-from", "iw-focus");
-    if (cls) span.classList.add(cls);
-    span.style.setProperty("--a", (Math.min(1, a) * 0.85).toFixed(3));
-  };
+  const tint = (span: HTMLElement, cls: string, a: number) => (span.className = `iw-token ${tintClass(cls, a)}`);
   const focus = (i: number | null) => {
     spans.forEach((span, j) => {
       if (i === null) return tint(span, "", 0);
-      if (j === i) return tint(span, "iw-focus", 0);
+      if (j === i) return (span.className = "iw-token iw-focus");
       return j < i ? tint(span, "iw-c-to", at(i, j)) : tint(span, "iw-c-from", at(j, i));
     });
     crosshair(i, i);

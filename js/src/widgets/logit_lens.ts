@@ -6,7 +6,7 @@
 // Request "topk" {layer, pos} -> {tokens: string[], probs: float32 [k]}.
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
-import { chooseScale, legend, paint } from "../components/scale";
+import { chooseScale, legend, paintClass } from "../components/scale";
 import { promptBar } from "../components/prompt";
 import { topkTable } from "../components/table";
 import { displayToken, fillToken, tokenSpan } from "../components/tokens";
@@ -79,10 +79,12 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
     const useTarget = colourBy.value === "target" && !!targetProbs;
     const values = useTarget ? targetProbs! : topProbs;
     const scale = chooseScale(values, { cmap: "sequential", vmin: 0, vmax: 1 });
-    cells.forEach((c, i) => paint(c, scale, values[i]));
+    cells.forEach((c, i) => (c.className = `iw-lens-cell ${paintClass(scale, values[i])}`));
+    active?.classList.add("iw-active");
     legendSlot.replaceChildren(legend(scale, useTarget ? `P(${JSON.stringify(target)})` : "top-1 probability"));
   };
 
+  let active: HTMLElement | null = null;
   const cellAt = (t: EventTarget | null) => (t as Element | null)?.closest?.(".iw-lens-cell") as HTMLElement | null;
   grid.addEventListener("mouseover", (e) => {
     const c = cellAt(e.target);
@@ -100,7 +102,6 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
   });
   grid.addEventListener("mouseleave", () => tooltip.hide());
 
-  let active: HTMLElement | null = null;
   let wanted = "";
   grid.addEventListener("click", async (e) => {
     const c = cellAt(e.target);

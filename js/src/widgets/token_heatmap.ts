@@ -3,7 +3,7 @@
 // metric, cmap, center, vmin, vmax, has_predictions, selected [doc, pos] | null.
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
-import { chooseScale, legend, paint, type Scale } from "../components/scale";
+import { chooseScale, legend, paintClass, type Scale } from "../components/scale";
 import { topkTable } from "../components/table";
 import { fillToken, tokenAt, tokenStrip } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
@@ -38,6 +38,7 @@ export const tokenHeatmap: View = (ctx) => {
 
   let current = 0;
   let scale: Scale;
+  let selectedSpan: HTMLElement | null = null;
   const recolour = () => {
     current = Math.max(0, metrics.findIndex((m) => m.name === model.get("metric")));
     metricSelect.value = metrics[current]?.name ?? "";
@@ -48,11 +49,13 @@ export const tokenHeatmap: View = (ctx) => {
       vmin: model.get("vmin"),
       vmax: model.get("vmax"),
     });
-    strip.spans.forEach((row, d) => row.forEach((span, p) => paint(span, scale, values[offsets[d] + p])));
+    strip.spans.forEach((row, d) =>
+      row.forEach((span, p) => (span.className = `iw-token ${paintClass(scale, values[offsets[d] + p])}`)),
+    );
     legendSlot.replaceChildren(legend(scale, metrics[current]?.name ?? ""));
+    selectedSpan?.classList.add("iw-selected");
   };
 
-  let selectedSpan: HTMLElement | null = null;
   const showSelected = () => {
     selectedSpan?.classList.remove("iw-selected");
     const sel = model.get("selected") as [number, number] | null;

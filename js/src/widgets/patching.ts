@@ -1,0 +1,233 @@
+// PatchingView: activation-patching heatmaps (0 = corrupt, 1 = clean) per component beside their
+// attribution-patching estimate. Click cells to select them; the alpha slider then re-runs the
+// kernel with those activations at alpha * clean + (1 - alpha) * corrupt.
+// State: clean_tokens, corrupt_tokens string[], metric_name, clean_value, corrupt_value,
+// grids [{component, positions, rows string[], cols (number | string)[], col_kind "pos" | "head" |
+// "none", values float32 [rows, cols], estimate float32 [rows, cols], correlation}],
+// top_clean, top_corrupt [[token, prob]].
+// Request "patch" {cells: [[component, layer, pos | null, head | null]], alpha} ->
+// {alpha, requested_alpha, clipped, value, normalized, top: [[token, prob]]}.
+import { decodeArray, type EncodedArray } from "../codec";
+import { fmt, h } from "../components/dom";
+import { gridCellAt, heatGrid, pairHeader } from "../components/heatgrid";
+import { chooseScale, legend } from "../components/scale";
+import { topkTable } from "../components/table";
+import { displayToken } from "../components/tokens";
+import { tipRow, Tooltip } from "../components/tooltip";
+import { ask, type View } from "../view";
+
+interface GridState {
+  component: string;
+  positions: string;
+  rows: string[];
+  cols: (number | string)[];
+  col_kind: "pos" | "head" | "none";
+  values: EncodedArray;
+  estimate: EncodedArray;
+  correlation: number;
+}
+
+interface PatchReply {
+  alpha: number;
+  requested_alpha: number;
+  clipped: boolean;
+  value: number;
+  normalized: number | null;
+  top: [string, number][];
+}
+
+type CellKey = string; // JSON of [component, layer, pos, head]
+
+export const patchingView: View = (ctx) => {
+  const { model, root } = ctx;
+  const clean: string[] = model.get("clean_tokens");
+  const corrupt: string[] = model.get("corrupt_tokens");
+  const grids: GridState[] = model.get("grids");
+  const tooltip = new Tooltip(root);
+  const selected = new Map<CellKey, HTMLElement[]>();
+
+  const header = h("div", { class: "iw-toolbar iw-patch-header" }, [
+    h("span", { text: `metric: ${model.get("metric_name")}` }),
+    h("span", { class: "iw-muted", text: `clean ${fmt(model.get("clean_value"))} · corrupt ${fmt(model.get("corrupt_value"))}` }),
+    h("span", { class: "iw-muted", text: "cells: 0 = corrupt run, 1 = clean run" }),
+  ]);
+
+  // ---- the heatmaps --------------------------------------------------------------------------
+  const sections = grids.map((g, gi) => {
+    const exact = decodeArray(g.values).data;
+    const est = decodeArray(g.estimate).data;
+    const both = new Float32Array(exact.length + est.length);
+    both.set(exact);
+    both.set(est, exact.length);
+    const scale = chooseScale(both, { cmap: "diverging", center: 0 });
+    const cols = g.cols.map((c) => (g.col_kind === "pos" ? pairHeader(clean[c as number], corrupt[c as number]) : String(c)));
+    const make = (kind: string, values: ArrayLike<number>) => {
+      const grid = heatGrid({
+        rows: g.rows,
+        cols,
+        corner: g.col_kind === "head" ? "layer \\ head" : g.col_kind === "pos" ? "layer \\ position" : "layer",
+        attrs: { "data-component": g.component, "data-kind": kind, "data-grid": String(gi) },
+      });
+      grid.paint(values, scale);
+      return grid;
+    };
+    const exactGrid = make("exact", exact);
+    const estGrid = make("estimate", est);
+    const title = `${g.component} (layer × ${g.col_kind === "head" ? "head, all positions" : g.col_kind === "pos" ? "position" : "all positions"})`;
+    const box = (label: string, grid: HTMLElement) =>
+      h("div", { class: "iw-patch-box" }, [h("div", { class: "iw-muted", text: label }), h("div", { class: "iw-lens-scroll" }, [grid])]);
+    const row = h("div", { class: "iw-patch-pair" }, [
+      box("activation patching", exactGrid.el),
+      box(`attribution patching (estimate) · r = ${fmt(g.correlation)}`, estGrid.el),
+    ]);
+    row.style.display = "flex";
+    row.style.flexWrap = "wrap";
+    row.style.gap = "12px";
+    const section = h("div", { class: "iw-patch-section", attrs: { "data-component": g.component } }, [
+      h("div", { class: "iw-patch-title", text: title }),
+      row,
+      legend(scale, "fraction of the clean metric recovered"),
+    ]);
+    section.style.marginBottom = "10px";
+    return { section, g, exact, est, exactGrid, estGrid };
+  });
+
+  // ---- the slider and its readout ---------------------------------------------------------
+  const selection = h("div", { class: "iw-patch-selection iw-muted", text: "Click cells to select them." });
+  const clear = h("button", { class: "iw-button iw-patch-clear", text: "clear", attrs: { type: "button" } });
+  const slider = ctx.needsKernel(
+    h("input", { class: "iw-patch-alpha", attrs: { type: "range", min: 0, max: 1, step: 0.01, value: 1, "aria-label": "alpha" } }),
+  );
+  const number = ctx.needsKernel(
+    h("input", { class: "iw-input iw-patch-alpha-number", attrs: { type: "number", step: 0.05, value: 1, "aria-label": "alpha value" } }),
+  );
+  number.style.width = "5em";
+  const note = h("span", { class: "iw-patch-note iw-muted" });
+  const readout = h("div", { class: "iw-patch-result", attrs: { "aria-live": "polite" } });
+  const tops = h("div", { class: "iw-patch-tops" });
+  tops.style.display = "flex";
+  tops.style.flexWrap = "wrap";
+  tops.style.gap = "16px";
+  const refTable = (key: string, caption: string) =>
+    topkTable((model.get(key) as [string, number][]).map(([token, prob]) => ({ token, prob })), caption);
+  const patchedSlot = h("div", { class: "iw-patch-top" });
+  tops.append(refTable("top_corrupt", "corrupt run"), patchedSlot, refTable("top_clean", "clean run"));
+  const controls = h("div", { class: "iw-controls iw-patch-controls" }, [
+    h("label", { class: "iw-field" }, [h("span", { text: "α" }), slider]),
+    number,
+    note,
+    clear,
+  ]);
+
+  root.append(header, ...sections.map((s) => s.section), h("div", { class: "iw-patch-live" }, [selection, controls, readout, tops]));
+
+  // ---- selection -------------------------------------------------------------------------
+  const cellOf = (g: GridState, row: number, col: number): [string, number, number | null, number | null] => [
+    g.component,
+    row,
+    g.col_kind === "pos" ? col : null,
+    g.col_kind === "head" ? col : null,
+  ];
+  const describe = (c: [string, number, number | null, number | null]) =>
+    `${c[0]} L${c[1]}` + (c[2] !== null ? ` pos ${c[2]} (${displayToken(clean[c[2]])})` : "") + (c[3] !== null ? ` H${c[3]}` : "");
+  const showSelection = () => {
+    const cells = [...selected.keys()].map((k) => JSON.parse(k));
+    selection.textContent = cells.length
+      ? `${cells.length} cell${cells.length > 1 ? "s" : ""} selected: ${cells.map(describe).join(", ")}`
+      : "Click cells to select them.";
+    root.dataset.selected = String(cells.length);
+  };
+
+  root.addEventListener("click", (e) => {
+    const hit = gridCellAt(e.target);
+    if (!hit) return;
+    const s = sections[Number(hit.cell.dataset.grid)];
+    const key = JSON.stringify(cellOf(s.g, hit.row, hit.col));
+    const i = hit.row * s.g.cols.length + hit.col;
+    const pair = [s.exactGrid.cells[i], s.estGrid.cells[i]];
+    if (selected.has(key)) {
+      selected.delete(key);
+      pair.forEach((c) => c.classList.remove("iw-selected"));
+    } else {
+      selected.set(key, pair);
+      pair.forEach((c) => c.classList.add("iw-selected"));
+    }
+    showSelection();
+    schedule();
+  });
+  clear.addEventListener("click", () => {
+    selected.forEach((pair) => pair.forEach((c) => c.classList.remove("iw-selected")));
+    selected.clear();
+    showSelection();
+    schedule();
+  });
+
+  root.addEventListener("mouseover", (e) => {
+    const hit = gridCellAt(e.target);
+    if (!hit) return;
+    const s = sections[Number(hit.cell.dataset.grid)];
+    const i = hit.row * s.g.cols.length + hit.col;
+    const c = cellOf(s.g, hit.row, hit.col);
+    tooltip.show(hit.cell, [
+      tipRow("cell", describe(c)),
+      ...(c[2] !== null ? [tipRow("corrupt", displayToken(corrupt[c[2]]))] : []),
+      tipRow("patched", fmt(s.exact[i])),
+      tipRow("estimate", fmt(s.est[i])),
+    ]);
+  });
+  root.addEventListener("mouseout", (e) => {
+    if (gridCellAt(e.target)) tooltip.hide();
+  });
+
+  // ---- live re-runs (latest wins: one request in flight, the newest input queued) ----------
+  let inFlight = false;
+  let queued = false;
+  const currentAlpha = () => Number(number.value);
+  const send = async () => {
+    if (!ctx.live) return;
+    inFlight = true;
+    queued = false;
+    const cells = [...selected.keys()].map((k) => JSON.parse(k));
+    const alpha = currentAlpha();
+    readout.classList.add("iw-busy");
+    const r = await ask<PatchReply>(ctx, "patch", { cells, alpha });
+    readout.classList.remove("iw-busy");
+    if (r) show(r, cells.length);
+    inFlight = false;
+    if (queued) send();
+  };
+  function schedule() {
+    if (inFlight) queued = true;
+    else void send();
+  }
+  function show(r: PatchReply, n: number) {
+    ctx.clearError();
+    note.textContent = r.clipped ? `α = ${fmt(r.requested_alpha)} is outside [0, 1]: clipped to ${fmt(r.alpha)}` : "";
+    note.classList.toggle("iw-clipped", r.clipped);
+    if (r.clipped) {
+      slider.value = String(r.alpha);
+    }
+    const norm = r.normalized === null ? "" : ` (${fmt(r.normalized)} of the way from corrupt to clean)`;
+    readout.replaceChildren(
+      h("span", { text: n ? `patched ${n} cell${n > 1 ? "s" : ""} at α = ${fmt(r.alpha)}: ` : "no cells selected (the corrupt run): " }),
+      h("strong", { class: "iw-patch-value", text: fmt(r.value) }),
+      h("span", { class: "iw-muted", text: norm }),
+    );
+    readout.dataset.value = String(r.value);
+    readout.dataset.alpha = String(r.alpha);
+    readout.dataset.cells = String(n);
+    patchedSlot.replaceChildren(topkTable(r.top.map(([token, prob]) => ({ token, prob })), `patched run (α = ${fmt(r.alpha)})`));
+    root.dispatchEvent(new CustomEvent("iw-patch-updated", { detail: r }));
+  }
+  slider.addEventListener("input", () => {
+    number.value = slider.value;
+    schedule();
+  });
+  number.addEventListener("change", () => {
+    if (number.value.trim() === "" || !Number.isFinite(Number(number.value))) return;
+    const a = Number(number.value);
+    slider.value = String(Math.min(1, Math.max(0, a)));
+    schedule();
+  });
+  showSelection();
+};
