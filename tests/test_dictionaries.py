@@ -41,6 +41,10 @@ def test_ica_finds_independent_sources():
     assert (true @ found.T).abs().max(dim=1).values.min() > 0.95
     with pytest.raises(ValueError, match="at most d_in = 6"):
         fit_ica(sources @ mixing, 7)
+    with pytest.warns(UserWarning, match="span only 3 of 6 dimensions"):
+        d = fit_ica(sources @ mixing, 6)  # rank 3: whitening the null space would blow up
+    x = torch.from_numpy(sources @ mixing).float()
+    torch.testing.assert_close(d(x), x, atol=1e-3, rtol=1e-3)
 
 
 def test_evaluate_identity_dictionary_recovers_everything(lm):

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 class LinearDictionary(nn.Module):
-    """codes = (x - b_dec) @ W_enc (top-k by |code| if `k`), x_hat = codes @ W_dec + b_dec.
+    """codes = (x - b_dec) @ W_enc (the top k by |code| |W_dec row| if `k`), and
+    x_hat = codes @ W_dec + b_dec.
 
     W_enc: [d_in, d_sae]; W_dec: [d_sae, d_in]; b_dec: [d_in] (the data mean)."""
 
@@ -41,7 +42,8 @@ class LinearDictionary(nn.Module):
         x = x.flatten(-2) if x.shape[-1] != self.d_in and x.ndim >= 2 else x
         codes = (x.to(self.W_enc.dtype) - self.b_dec) @ self.W_enc
         if self.k is not None and self.k < self.d_sae:
-            idx = codes.abs().topk(self.k, dim=-1, sorted=False).indices
+            size = codes.abs() * self.W_dec.norm(dim=-1)  # each code's share of the output
+            idx = size.topk(self.k, dim=-1, sorted=False).indices
             codes = torch.zeros_like(codes).scatter_(-1, idx, codes.gather(-1, idx))
         return codes
 
@@ -90,9 +92,15 @@ def fit_ica(acts: torch.Tensor | np.ndarray, n_components: int, *, k: int | None
 
     from sklearn.decomposition import FastICA
 
-    a = _as_numpy(acts)
+    a = _as_numpy(acts).astype(np.float64)  # whitening near-null directions needs float64
     if not 0 < n_components <= a.shape[1]:
         raise ValueError(f"ICA finds at most d_in = {a.shape[1]} components; got {n_components}.")
+    sv = np.linalg.svd(a - a.mean(0), compute_uv=False)
+    rank = int((sv > sv[0] * 1e-4).sum())
+    if n_components > rank:  # e.g. a residual stream with LayerNorm folded loses one dimension
+        warnings.warn(f"The activations span only {rank} of {a.shape[1]} dimensions: fitting "
+                      f"{rank} ICA components instead of {n_components}.", stacklevel=2)
+        n_components = rank
     ica = FastICA(n_components=n_components, whiten="unit-variance", random_state=seed,
                   max_iter=max_iter)
     with warnings.catch_warnings():

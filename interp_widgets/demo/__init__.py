@@ -5,8 +5,9 @@ English-like text it was trained on (see `corpus.py` for the grammar)."""
 
 from pathlib import Path
 
+from ._sae import SAE_DIR, load_sae
 from .corpus import corpus
 
 MODEL_DIR = Path(__file__).parent / "model"
 
-__all__ = ["MODEL_DIR", "corpus"]
+__all__ = ["MODEL_DIR", "SAE_DIR", "corpus", "load_sae"]

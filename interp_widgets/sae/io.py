@@ -159,10 +159,15 @@ def config_dict(sae: SAE) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, write) -> None:
+    """Write through `write(tmp_path)` to a temp file beside `path`, then rename it over `path`
+    (with the permissions a plain new file would get)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
