@@ -1,5 +1,8 @@
 """notebooks/quickstart.ipynb in a real JupyterLab 4 (and Notebook 7), driven by Chromium.
 
+`IW_QUICKSTART=<path>` runs another copy of the notebook instead (e.g. one edited to load a
+different model).
+
 The notebook is run once per module (``lab_quickstart``); the tests then hover, click and ask the
 kernel about what they did.  Screenshots of every widget go to ``tests/e2e/artifacts/``.
 """
@@ -7,22 +10,30 @@ kernel about what they did.  Screenshots of every widget go to ``tests/e2e/artif
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import e2e_harness as h
 import pytest
 
 pytestmark = pytest.mark.e2e
 
-QUICKSTART = h.REPO_ROOT / "notebooks" / "quickstart.ipynb"
+QUICKSTART = Path(os.environ.get("IW_QUICKSTART", h.REPO_ROOT / "notebooks" / "quickstart.ipynb"))
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 ERROR_TEXT = "Error displaying widget"
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _widget_cell_count(outputs: list[list[dict]]) -> int:
-    """Code cells whose outputs hold a widget view (what the kernel said it displayed)."""
-    return sum(any(WIDGET_MIME in o.get("data", {}) for o in cell) for cell in outputs)
+    """Code cells whose outputs show one of our widgets (what the kernel said it displayed; other
+    widgets, such as progress bars, do not count)."""
+
+    def ours(o: dict) -> bool:
+        data = o.get("data", {})
+        return WIDGET_MIME in data and "interp_widgets.widgets" in str(data.get("text/plain", ""))
+
+    return sum(any(ours(o) for o in cell) for cell in outputs)
 
 
 def _error_outputs(outputs: list[list[dict]]) -> list[str]:
