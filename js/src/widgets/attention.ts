@@ -34,26 +34,24 @@ export const attentionView: View = (ctx) => {
   };
   build();
   model.on("change:_rev", build);
-  // Canvases read their hue from CSS, which resolves only once the view is in the page.
-  const drawnWith = String(cssRgb(root, "--iw-attn-rgb", ATTN_RGB));
-  if (typeof requestAnimationFrame === "function") {
-    requestAnimationFrame(() => String(cssRgb(root, "--iw-attn-rgb", ATTN_RGB)) !== drawnWith && build());
-  }
-  const unwatch = watchTheme(build);
+  // Canvases take their hue from CSS, which resolves only once the view is in the page and
+  // changes with JupyterLab's theme: redraw when it differs from the one drawn with.
+  const hue = () => String(cssRgb(root, "--iw-attn-rgb", ATTN_RGB));
+  let drawnWith = hue();
+  const redrawIfHueChanged = () => {
+    if (hue() === drawnWith) return;
+    drawnWith = hue();
+    build();
+  };
+  if (typeof requestAnimationFrame === "function") requestAnimationFrame(redrawIfHueChanged);
+  const observer = typeof MutationObserver === "function" ? new MutationObserver(redrawIfHueChanged) : null;
+  observer?.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "class"] });
   return () => {
     dispose();
-    unwatch();
+    observer?.disconnect();
     model.off("change:_rev", build);
   };
 };
-
-/** Redraw canvases when JupyterLab switches theme (they read the hue from CSS). */
-function watchTheme(redraw: () => void): () => void {
-  if (typeof MutationObserver === "undefined" || !document.body) return () => {};
-  const obs = new MutationObserver(redraw);
-  obs.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "class"] });
-  return () => obs.disconnect();
-}
 
 function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement): () => void {
   const { model, root } = ctx;
