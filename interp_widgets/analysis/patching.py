@@ -130,6 +130,18 @@ class PatchResult:
         return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
 
 
+@dataclass
+class PatchOutcome:
+    """One patched run: the metric, on the 0 = corrupt .. 1 = clean scale too (None when clean
+    and corrupt give the same metric), and the top next tokens [(token, prob)] of prompt 0."""
+
+    cells: list[Cell]
+    alpha: float
+    value: float
+    normalized: float | None
+    top: list[tuple[str, float]]
+
+
 def pair_tokens(model: Model, clean: Inputs, corrupt: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     """(clean, corrupt) LongTensor[batch, pos] of one shape; errors show both tokenizations."""
     c_tok, c_mask, _ = model._tokenize(clean, prepend_bos=True)
@@ -280,6 +292,24 @@ class Patcher:
         if not cells:
             return self.corrupt_logits
         return self._forward([[(c, float(alpha)) for c in cells]])[0]
+
+    def run(self, cells: Sequence[Cell], alpha: float = 1.0, k: int = 5) -> PatchOutcome:
+        """The metric (raw and on the 0..1 scale) and the top-k next tokens of the first prompt
+        after patching `cells` by `alpha` (see `logits`)."""
+        logits = self.logits(cells, alpha)
+        value = self._value(logits)
+        gap = self.clean_value - self.corrupt_value
+        return PatchOutcome(
+            cells=list(cells), alpha=float(alpha), value=value,
+            normalized=(value - self.corrupt_value) / gap if abs(gap) > 1e-9 else None,
+            top=self.top(logits, k))
+
+    def top(self, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+        """[(token, prob)]: the k likeliest tokens after the last position of prompt 0 of
+        `logits` [batch, pos, vocab] (e.g. `clean_logits`)."""
+        top = logits[0, -1].float().softmax(-1).topk(k)
+        return [(self.model.tokenizer.decode([i]), float(p))
+                for i, p in zip(top.indices.tolist(), top.values.tolist())]
 
     def value(self, logits: torch.Tensor) -> float:
         """The metric of one run's logits [batch, pos, vocab]."""

@@ -338,12 +338,15 @@ class PerturbationFlow:
         return self.diff / self.norm.clamp_min(1e-12)
 
 
-def perturbation_flow(model: Model, text: str, remove: str) -> PerturbationFlow:
+def perturbation_flow(model: Model, text: str, remove: str, *,
+                      keep_positions: bool = True) -> PerturbationFlow:
     """Remove the first occurrence of `remove` (a sentence or any substring) from `text`, align
     the tokens the two versions share (common prefix and suffix), and measure the change in the
-    residual stream at every layer and shared position, and in the next-token predictions."""
-    from .logit_lens import residual_stack
+    residual stream at every layer and shared position, and in the next-token predictions.
 
+    keep_positions: the edited text's tokens keep the positions they had in the full text
+    (``position_ids``), so with learned absolute positions the difference measures the removed
+    information rather than the shift of everything after the cut; False runs it as written."""
     if not remove:
         raise ValueError("remove is empty: give the sentence or substring to take out.")
     at = text.find(remove)
@@ -356,29 +359,45 @@ def perturbation_flow(model: Model, text: str, remove: str) -> PerturbationFlow:
     edited = head + tail
     if not edited.strip():
         raise ValueError("Removing that leaves no text: remove a smaller part.")
-    full_s, labels, full = residual_stack(model, text)  # [layer + 1, pos, d_model]
-    edit_s, _, part = residual_stack(model, edited)
-    a_ids = model.to_tokens(text)[0].tolist()
-    b_ids = model.to_tokens(edited)[0].tolist()
-    pairs = _align_cut(a_ids, b_ids)
+    a_tok, b_tok = model.to_tokens(text), model.to_tokens(edited)  # [1, pos]
+    pairs = _align_cut(a_tok[0].tolist(), b_tok[0].tolist())
     ia = torch.tensor([p[0] for p in pairs])
     ib = torch.tensor([p[1] for p in pairs])
-    n = len(a_ids)
+    positions = None
+    if keep_positions:  # shared tokens at their old positions, new boundary tokens after them
+        pos, last, where = [], -1, {j: i for i, j in pairs}
+        for j in range(b_tok.shape[1]):
+            last = where.get(j, last + 1)
+            pos.append(last)
+        positions = torch.tensor([pos], device=model.device)
+    labels, full, la = _resid_and_logits(model, a_tok, None)
+    _, part, lb = _resid_and_logits(model, b_tok, positions)
+    n = a_tok.shape[1]
     diff = torch.full((len(labels), n), float("nan"))
     norm = torch.full((len(labels), n), float("nan"))
     diff[:, ia] = (full[:, ia] - part[:, ib]).norm(dim=-1).float().cpu()
     norm[:, ia] = full[:, ia].norm(dim=-1).float().cpu()
-    bridge = model.bridge
-    with torch.no_grad():
-        la = bridge.unembed(bridge.ln_final(full[-1]))  # [pos, vocab]
-        lb = bridge.unembed(bridge.ln_final(part[-1]))
     kl = torch.full((n,), float("nan"))
     kl[ia] = kl_div(la[ia], lb[ib]).float().cpu()
     removed = [True] * n
     for i in ia.tolist():
         removed[i] = False
-    return PerturbationFlow(full_s, edit_s, removed, labels, diff, norm, kl,
-                            _top(model, la[-1]), _top(model, lb[-1]))
+    return PerturbationFlow(model.to_str_tokens(a_tok[0]), model.to_str_tokens(b_tok[0]),
+                            removed, labels, diff, norm, kl, _top(model, la[-1]),
+                            _top(model, lb[-1]))
+
+
+def _resid_and_logits(model: Model, tokens: torch.Tensor, position_ids: torch.Tensor | None
+                      ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(labels, resid Tensor[layer + 1, pos, d_model] before each layer and after the last,
+    logits Tensor[pos, vocab]) of one row of tokens [1, pos]."""
+    L = model.cfg.n_layers
+    names = [f"blocks.{i}.hook_resid_pre" for i in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+    kwargs = {} if position_ids is None else {"position_ids": position_ids}
+    with torch.no_grad():
+        logits, cache = model.bridge.run_with_cache(tokens, names_filter=names, **kwargs)
+    labels = [f"resid_pre {i}" for i in range(L)] + [f"resid_post {L - 1}"]
+    return labels, torch.stack([cache[nm][0] for nm in names]), logits[0]
 
 
 def _align_cut(a: list[int], b: list[int]) -> list[tuple[int, int]]:

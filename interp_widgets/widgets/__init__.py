@@ -8,3 +8,14 @@ from .logit_lens import LogitLens
 from .token_heatmap import TokenHeatmap
 
 __all__ = ["AttentionView", "BaseWidget", "LogitLens", "TokenHeatmap"]
+
+from .attribution import AttributionView  # noqa: E402
+from .patching import PatchingView  # noqa: E402
+from .perturbation import PerturbationFlowView  # noqa: E402
+from .steering import SteeringView  # noqa: E402
+
+__all__ += ["AttributionView", "PatchingView", "PerturbationFlowView", "SteeringView"]
+
+from .neuron_view import NeuronView  # noqa: E402
+
+__all__ += ["NeuronView"]

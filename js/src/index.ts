@@ -5,11 +5,21 @@ import { renderView, type View } from "./view";
 import { attentionView } from "./widgets/attention";
 import { logitLens } from "./widgets/logit_lens";
 import { tokenHeatmap } from "./widgets/token_heatmap";
+import { neuronView } from "./widgets/neuron_view";
+import { attributionView } from "./widgets/attribution";
+import { patchingView } from "./widgets/patching";
+import { perturbationFlowView } from "./widgets/perturbation";
+import { steeringView } from "./widgets/steering";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
   attention: attentionView,
   logit_lens: logitLens,
+  neuron_view: neuronView,
+  patching: patchingView,
+  attribution: attributionView,
+  steering: steeringView,
+  perturbation_flow: perturbationFlowView,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {

@@ -104,6 +104,7 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
     cols: Array.from({ length: H }, (_, k) => `H${k}`),
     corner: "layer \\ head",
     attrs: { "data-kind": "heads" },
+    text: (v) => (Number.isFinite(v) ? v.toPrecision(2) : ""),
   });
   headGrid.paint(heads, headScale);
   headGrid.el.addEventListener("mouseover", (e) => {

@@ -60,11 +60,12 @@ export const patchingView: View = (ctx) => {
     both.set(exact);
     both.set(est, exact.length);
     const scale = chooseScale(both, { cmap: "diverging", center: 0 });
-    const cols = g.cols.map((c) => (g.col_kind === "pos" ? pairHeader(clean[c as number], corrupt[c as number]) : String(c)));
+    // header nodes are built per grid: a DOM node lives in one place only
+    const cols = () => g.cols.map((c) => (g.col_kind === "pos" ? pairHeader(clean[c as number], corrupt[c as number]) : String(c)));
     const make = (kind: string, values: ArrayLike<number>) => {
       const grid = heatGrid({
         rows: g.rows,
-        cols,
+        cols: cols(),
         corner: g.col_kind === "head" ? "layer \\ head" : g.col_kind === "pos" ? "layer \\ position" : "layer",
         attrs: { "data-component": g.component, "data-kind": kind, "data-grid": String(gi) },
       });

@@ -1,0 +1,123 @@
+// SteeringView: baseline and steered generations side by side (same seed); steered tokens are
+// coloured by KL(steered || baseline). Sliders for the coefficient and the layer regenerate live.
+// State: prompt, vector_names, vector, n_layers, layer, coeff, coeff_max, seed, baseline and
+// steered (new tokens) string[], kl float32 [steered new tokens].
+// Request "steer" {vector, coeff, layer, seed} -> {baseline, steered, kl, mean_kl, coeff, layer}.
+import { decodeArray, type EncodedArray } from "../codec";
+import { fmt, h, select } from "../components/dom";
+import { chooseScale, legend, paintClass } from "../components/scale";
+import { displayToken, tokenAt, tokenStrip } from "../components/tokens";
+import { tipRow, Tooltip } from "../components/tooltip";
+import { ask, type View } from "../view";
+
+interface SteerReply {
+  baseline: string[];
+  steered: string[];
+  kl: EncodedArray;
+  mean_kl: number;
+  coeff: number;
+  layer: number;
+}
+
+export const steeringView: View = (ctx) => {
+  const { model, root } = ctx;
+  const tooltip = new Tooltip(root);
+  const names: string[] = model.get("vector_names");
+  const vectorSelect = ctx.needsKernel(select("iw-steer-vector", names.map((n, i) => [String(i), n]), String(model.get("vector"))));
+  vectorSelect.setAttribute("aria-label", "steering vector");
+  const cmax = Number(model.get("coeff_max"));
+  const coeff = ctx.needsKernel(
+    h("input", { class: "iw-steer-coeff", attrs: { type: "range", min: -cmax, max: cmax, step: cmax / 100, "aria-label": "coefficient" } }),
+  );
+  coeff.value = String(model.get("coeff"));
+  const layer = ctx.needsKernel(
+    h("input", { class: "iw-steer-layer", attrs: { type: "range", min: 0, max: Number(model.get("n_layers")) - 1, step: 1, "aria-label": "layer" } }),
+  );
+  layer.value = String(model.get("layer"));
+  const seed = ctx.needsKernel(h("input", { class: "iw-input iw-steer-seed", attrs: { type: "number", step: 1, "aria-label": "seed" } }));
+  seed.value = String(model.get("seed"));
+  seed.style.width = "5em";
+  const coeffText = h("span", { class: "iw-num iw-steer-coeff-value" });
+  const layerText = h("span", { class: "iw-num iw-steer-layer-value" });
+  const controls = h("div", { class: "iw-controls" }, [
+    vectorSelect,
+    h("label", { class: "iw-field" }, [h("span", { text: "coefficient" }), coeff, coeffText]),
+    h("label", { class: "iw-field" }, [h("span", { text: "layer" }), layer, layerText]),
+    h("label", { class: "iw-field" }, [h("span", { text: "seed" }), seed]),
+  ]);
+  const promptLine = h("div", { class: "iw-muted", text: `prompt: ${model.get("prompt")}` });
+  const left = h("div", { class: "iw-steer-col iw-steer-baseline" });
+  const right = h("div", { class: "iw-steer-col iw-steer-steered" });
+  const cols = h("div", { class: "iw-steer-cols" }, [left, right]);
+  cols.style.display = "grid";
+  cols.style.gridTemplateColumns = "1fr 1fr";
+  cols.style.gap = "12px";
+  const status = h("div", { class: "iw-steer-status iw-muted", attrs: { "aria-live": "polite" } });
+  root.append(h("div", { class: "iw-toolbar" }, [controls]), promptLine, cols, status);
+
+  const draw = (baseline: string[], steered: string[], kl: Float32Array, meanKl: number, c: number, l: number) => {
+    coeffText.textContent = fmt(c);
+    layerText.textContent = String(l);
+    const b = tokenStrip([baseline]);
+    const s = tokenStrip([steered]);
+    const scale = chooseScale(kl, { cmap: "sequential", vmin: 0 });
+    s.spans[0].forEach((span, i) => (span.className = `iw-token ${paintClass(scale, kl[i])}`));
+    s.el.addEventListener("mouseover", (e) => {
+      const hit = tokenAt(e.target);
+      if (!hit) return;
+      tooltip.show(hit.span, [tipRow("token", displayToken(steered[hit.pos])), tipRow("KL to baseline", fmt(kl[hit.pos]))]);
+    });
+    s.el.addEventListener("mouseleave", () => tooltip.hide());
+    left.replaceChildren(h("div", { class: "iw-patch-title", text: "baseline" }), b.el);
+    right.replaceChildren(
+      h("div", { class: "iw-patch-title", text: `steered (×${fmt(c)} at layer ${l})` }),
+      s.el,
+      legend(scale, "KL(steered ‖ baseline) per token"),
+    );
+    status.textContent = `mean KL to the baseline: ${fmt(meanKl)} nats`;
+    root.dataset.coeff = String(c);
+    root.dataset.layer = String(l);
+    root.dataset.meanKl = String(meanKl);
+    root.dispatchEvent(new CustomEvent("iw-steer-updated"));
+  };
+  const klInit = decodeArray(model.get("kl") as EncodedArray).data as Float32Array;
+  let mean = 0;
+  klInit.forEach((v) => (mean += v / Math.max(1, klInit.length)));
+  draw(model.get("baseline"), model.get("steered"), klInit, mean, Number(model.get("coeff")), Number(model.get("layer")));
+
+  let inFlight = false;
+  let queued = false;
+  const send = async () => {
+    inFlight = true;
+    queued = false;
+    root.classList.add("iw-busy");
+    const r = await ask<SteerReply>(ctx, "steer", {
+      vector: Number(vectorSelect.value),
+      coeff: Number(coeff.value),
+      layer: Number(layer.value),
+      seed: Math.trunc(Number(seed.value) || 0),
+    });
+    root.classList.remove("iw-busy");
+    if (r) {
+      ctx.clearError();
+      draw(r.baseline, r.steered, decodeArray(r.kl).data as Float32Array, r.mean_kl, r.coeff, r.layer);
+    }
+    inFlight = false;
+    if (queued) void send();
+  };
+  const schedule = () => {
+    if (!ctx.live) return;
+    if (inFlight) queued = true;
+    else void send();
+  };
+  coeff.addEventListener("input", () => {
+    coeffText.textContent = fmt(Number(coeff.value));
+    schedule();
+  });
+  layer.addEventListener("input", () => {
+    layerText.textContent = layer.value;
+    schedule();
+  });
+  vectorSelect.addEventListener("change", schedule);
+  seed.addEventListener("change", schedule);
+};
