@@ -41,14 +41,22 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package playwright is not installed (`pip install playwright`)"
+    if not h.chromium_available():
+        return f"Chromium not found at {h.CHROMIUM} (set IW_CHROMIUM or `apt-get install chromium`)"
+    return None
+
+
 @pytest.fixture(scope="session")
 def chromium_required():
-    if h.chromium_available():
+    missing = _missing()
+    if missing is None:
         return h.CHROMIUM
-    msg = (
-        f"Chromium not found at {h.CHROMIUM} (set IW_CHROMIUM or `apt-get install chromium`); "
-        "the e2e browser tests need it"
-    )
+    msg = f"{missing}; the e2e browser tests need it"
     if _in_ci():
         pytest.fail(msg + " and CI=true, so they must run.")
     pytest.skip(msg + ".")
