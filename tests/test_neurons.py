@@ -58,12 +58,15 @@ def test_find_neurons_ranks_direct_effects_on_one_token(model):
     assert (found["layer"] * eff.shape[1] + found["neuron"]).tolist() == best.indices.tolist()
 
 
-def test_input_attribution_sums_to_the_pre_activation(model):
-    res = nr.neuron_input_attribution(model, PROMPTS[0], L, N, pos=-1)
-    run = model.run(PROMPTS[0], names=[f"blocks.{L}.mlp.hook_pre"])
-    pre = float(run.cache[f"blocks.{L}.mlp.hook_pre"][0, -1, N])
+@pytest.mark.parametrize("layer", [0, L])
+def test_input_attribution_sums_to_the_pre_activation(model, layer):
+    res = nr.neuron_input_attribution(model, PROMPTS[0], layer, N, pos=-1)
+    run = model.run(PROMPTS[0], names=[f"blocks.{layer}.mlp.hook_pre"])
+    pre = float(run.cache[f"blocks.{layer}.mlp.hook_pre"][0, -1, N])
     assert res.pre_activation == pytest.approx(pre, abs=1e-5)
     assert res.total == pytest.approx(pre, abs=1e-4)
+    if layer == 0:
+        return
     assert {"embed", "pos_embed", "b_in", f"L{L}H0", "0_mlp_out"} <= set(res.labels)
     assert f"{L}_mlp_out" not in res.labels  # the layer's own MLP comes after its input
     g = res.grad_x_input

@@ -216,7 +216,8 @@ def neuron_input_attribution(model: Model, prompt: str, layer: int, neuron: int,
     pre = mlp_hook(model, layer, "mlp.hook_pre")
     valid = set(model.hook_names())
     names = [h for h in ("hook_embed", "hook_pos_embed") if h in valid]
-    names += [f"blocks.{i}.attn.hook_z" for i in range(layer + 1)]
+    # TransformerLens stacks head results of every layer, so every layer's z is cached
+    names += [f"blocks.{i}.attn.hook_z" for i in range(model.cfg.n_layers)]
     names += [f"blocks.{i}.hook_mlp_out" for i in range(layer)]
     names += [f"blocks.{layer}.ln2.hook_scale", pre]
     run = model.run(prompt, names=names)
