@@ -226,3 +226,37 @@ def test_splicing_errors_name_the_hook_and_both_shapes(lm, hook):
         lm.run(PROMPTS, saes=[SAE(lm.cfg.d_model, 8, hook_name="blocks.1.hook_resid_pr")])
     with pytest.raises(ValueError, match="no hook_name"):
         lm.run(PROMPTS, saes=[SAE(lm.cfg.d_model, 8)])
+
+
+# ---- feature analysis (analysis/features.py) -----------------------------------------------------
+
+def test_feature_logit_effect_and_nearest(lm, sae):
+    from interp_widgets.analysis import feature_logit_effect, nearest_features
+
+    eff = feature_logit_effect(lm, sae, 5, k=3)
+    assert eff.effect.shape == (lm.cfg.d_vocab,) and len(eff.top) == 3
+    assert eff.top["effect"].iloc[0] == pytest.approx(float(eff.effect.max()))
+    near = nearest_features(sae, 5, k=4)
+    assert 5 not in near["feature"].tolist() and near["cosine"].is_monotonic_decreasing
+    with pytest.raises(IndexError, match="out of range"):
+        nearest_features(sae, sae.d_sae)
+
+
+def test_active_features_and_intervention(lm, sae):
+    from interp_widgets.analysis import active_features, intervene_on_feature, prompt_feature_acts
+
+    toks, acts = prompt_feature_acts(lm, sae, PROMPTS[0])
+    assert acts.shape == (len(toks), sae.d_sae) and ((acts != 0).sum(-1) <= 4).all()
+    top = active_features(lm, sae, PROMPTS[0], pos=-1, k=3)
+    assert top["activation"].tolist() == sorted(acts[-1][acts[-1] != 0].tolist(),
+                                                reverse=True)[:3]
+    by_logit = active_features(lm, sae, PROMPTS[0], pos=-1, by="logit")
+    assert by_logit["logit_contribution"].abs().is_monotonic_decreasing
+    f = int(top["feature"].iloc[0])
+    same = intervene_on_feature(lm, sae, PROMPTS[0], f, mode="clamp",
+                                value=float(top["activation"].iloc[0]), pos=-1)
+    assert same.kl >= 0 and len(same.before) == len(same.after) == 5
+    big = intervene_on_feature(lm, sae, PROMPTS[0], f, mode="steer", value=50.0)
+    assert big.kl > same.kl
+    with pytest.raises(ValueError, match="needs a value"):
+        intervene_on_feature(lm, sae, PROMPTS[0], f, mode="clamp")

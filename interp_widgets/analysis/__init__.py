@@ -73,3 +73,17 @@ __all__ += [
     "kl_to", "kl_to_baseline", "logit_diff", "logit_diff_lens", "pca_directions",
     "perturbation_flow", "sae_direction", "steering_vector", "token_prob",
 ]
+
+from .features import (  # noqa: E402
+    FeatureIntervention,
+    FeatureLogitEffect,
+    active_features,
+    feature_logit_effect,
+    intervene_on_feature,
+    nearest_features,
+    prompt_feature_acts,
+)
+
+__all__ += ["FeatureIntervention", "FeatureLogitEffect", "active_features",
+            "feature_logit_effect", "intervene_on_feature", "nearest_features",
+            "prompt_feature_acts"]
