@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import anywidget
+import torch
 import traitlets as t
 
 from ._codec import extract_buffers
@@ -115,6 +116,27 @@ class BaseWidget(anywidget.AnyWidget):
         raise NotImplementedError
 
 
+class PromptWidget(BaseWidget):
+    """A view of one model run on one prompt, which the browser can re-run on a new prompt.
+
+    Made without a model (from precomputed results), it shows no prompt box."""
+
+    prompt = t.Unicode("").tag(sync=True)
+    can_rerun = t.Bool(False).tag(sync=True)
+
+    def __init__(self, model: Any, prompt: Any, **kwargs: Any) -> None:
+        self._model = model
+        super().__init__(can_rerun=model is not None,
+                         prompt=prompt if isinstance(prompt, str) else "", **kwargs)
+
+    def _rerun_model(self) -> Any:
+        """The model to re-run, or a ValueError saying there is none."""
+        if self._model is None:
+            raise ValueError("this view was made from precomputed results: there is no model "
+                             "to re-run")
+        return self._model
+
+
 def check_index(name: str, value: Any, size: int) -> int:
     """`value` as an int in 0..size-1, or a ValueError that says the valid range."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -124,8 +146,11 @@ def check_index(name: str, value: Any, size: int) -> int:
     return value
 
 
-def check_prompt(prompt: Any) -> str:
-    """A non-empty prompt string, or a ValueError saying what is wrong."""
+def check_prompt(prompt: Any) -> Any:
+    """A non-empty prompt string (token tensors pass through), or a ValueError saying what is
+    wrong."""
+    if isinstance(prompt, torch.Tensor):
+        return prompt
     if not isinstance(prompt, str):
         raise ValueError(f"the prompt must be text, got {type(prompt).__name__}")
     if not prompt.strip():

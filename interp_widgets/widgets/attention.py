@@ -10,14 +10,14 @@ import torch
 import traitlets as t
 
 from ..analysis.attention import attention_patterns, head_scores, pattern_thumbnails
-from ._base import BaseWidget, check_index, check_prompt, request_handler
+from ._base import PromptWidget, check_index, check_prompt, request_handler
 from ._codec import encode_array
 
 #: static exports keep patterns as float16 up to this many bytes in all, then as uint8 (1/255 steps)
 STATIC_FLOAT16_BYTES = 2 * 2**20
 
 
-class AttentionView(BaseWidget):
+class AttentionView(PromptWidget):
     """Layer x head grid of attention-pattern thumbnails, sortable and filterable by head scores
     (previous-token, induction, duplicate-token); click a head for its full pattern and a token
     strip where hovering a token shows where it attends and what attends to it.
@@ -31,17 +31,12 @@ class AttentionView(BaseWidget):
     n_heads = t.Int(0).tag(sync=True)
     thumbs = t.Dict().tag(sync=True)  # uint8 [layer, head, s, s], 255 = the head's peak
     scores = t.List(t.Dict()).tag(sync=True)  # [{"name", "values": float32 [layer, head]}]
-    prompt = t.Unicode("").tag(sync=True)
-    can_rerun = t.Bool(False).tag(sync=True)
 
     def __init__(self, model: Any, prompt: str | torch.Tensor, *, thumb_size: int = 32) -> None:
-        self._model = model
         self._thumb_size = thumb_size
-        super().__init__(can_rerun=model is not None,
-                         prompt=prompt if isinstance(prompt, str) else "")
+        super().__init__(model, prompt)
         if model is not None:
-            self._set_patterns(*attention_patterns(model, check_prompt(prompt)
-                                                   if isinstance(prompt, str) else prompt))
+            self._set_patterns(*attention_patterns(model, check_prompt(prompt)))
 
     @classmethod
     def from_patterns(cls, str_tokens: list[str], tokens: torch.Tensor, patterns: torch.Tensor,
@@ -82,10 +77,7 @@ class AttentionView(BaseWidget):
     @request_handler("set_prompt")
     def _set_prompt(self, prompt: str) -> dict[str, Any]:
         """Re-run the model on a new prompt and redraw."""
-        if self._model is None:
-            raise ValueError("this view was made from precomputed patterns: there is no model "
-                             "to re-run")
-        found = attention_patterns(self._model, check_prompt(prompt))
+        found = attention_patterns(self._rerun_model(), check_prompt(prompt))
         self.prompt = prompt  # before _set_patterns bumps _rev and the view redraws
         self._set_patterns(*found)
         return {}

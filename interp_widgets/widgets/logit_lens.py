@@ -10,11 +10,11 @@ import torch
 import traitlets as t
 
 from ..analysis.logit_lens import LogitLensResult, logit_lens
-from ._base import BaseWidget, check_index, check_prompt, request_handler
+from ._base import PromptWidget, check_index, check_prompt, request_handler
 from ._codec import encode_array
 
 
-class LogitLens(BaseWidget):
+class LogitLens(PromptWidget):
     """Heatmap of layer x position: each cell shows the lens's top-1 next token, coloured by its
     probability, or by the probability of `target` (a single token, e.g. " Mary") when given.
     Click a cell for the top 10 there (fetched on demand)."""
@@ -27,17 +27,13 @@ class LogitLens(BaseWidget):
     target = t.Unicode(None, allow_none=True).tag(sync=True)
     target_probs = t.Dict(None, allow_none=True).tag(sync=True)  # float32 [layer, pos]
     colour_by = t.Enum(["top1", "target"], "top1").tag(sync=True)
-    prompt = t.Unicode("").tag(sync=True)
-    can_rerun = t.Bool(False).tag(sync=True)
 
     def __init__(self, model: Any, prompt: str | torch.Tensor, *, target: str | None = None,
                  k: int = 10) -> None:
-        self._model, self._k = model, k
-        super().__init__(can_rerun=model is not None,
-                         prompt=prompt if isinstance(prompt, str) else "")
+        self._k = k
+        super().__init__(model, prompt)
         if model is not None:
-            text = check_prompt(prompt) if isinstance(prompt, str) else prompt
-            self._set_result(logit_lens(model, text, target=target, k=k))
+            self._set_result(logit_lens(model, check_prompt(prompt), target=target, k=k))
 
     @classmethod
     def from_result(cls, result: LogitLensResult) -> LogitLens:
@@ -72,10 +68,8 @@ class LogitLens(BaseWidget):
     @request_handler("set_prompt")
     def _set_prompt(self, prompt: str, target: str = "") -> dict[str, Any]:
         """Re-run the lens on a new prompt (and target; "" for none) and redraw."""
-        if self._model is None:
-            raise ValueError("this view was made from a precomputed result: there is no model "
-                             "to re-run")
-        result = logit_lens(self._model, check_prompt(prompt), target=target or None, k=self._k)
+        result = logit_lens(self._rerun_model(), check_prompt(prompt), target=target or None,
+                            k=self._k)
         self.prompt = prompt  # before _set_result bumps _rev and the view redraws
         self._set_result(result)
         return {}

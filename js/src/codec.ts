@@ -36,11 +36,6 @@ export interface CSR {
 
 const ITEMSIZE: Record<DType, number> = { float32: 4, float16: 2, int32: 4, uint8: 1 };
 
-export function isEncodedArray(x: unknown): x is EncodedArray {
-  const o = x as EncodedArray | null;
-  return !!o && typeof o === "object" && typeof o.dtype === "string" && Array.isArray(o.shape) && "buffer" in o;
-}
-
 /** The bytes of a DataView / ArrayBuffer / Uint8Array as an ArrayBuffer slice aligned for `itemsize`. */
 function alignedBytes(buf: Bytes, itemsize: number): { buffer: ArrayBuffer; offset: number; length: number } {
   const src =
@@ -127,7 +122,7 @@ export function decodeArray(enc: EncodedArray): NDArray {
   return { dtype, shape: [...shape], data };
 }
 
-/** Encode numbers as `dtype` (for tests and the static-export shim; Python encodes live data). */
+/** Encode numbers as `dtype` (for tests; Python encodes the data widgets show). */
 export function encodeArray(values: ArrayLike<number>, shape: number[], dtype: DType): EncodedArray {
   const n = product(shape);
   if (values.length !== n) throw new Error(`${values.length} values do not fill shape [${shape}]`);

@@ -46,7 +46,7 @@ export function restoreBuffers(value: unknown, buffers: readonly (ArrayBuffer | 
   return value;
 }
 
-/** The inverse of restoreBuffers (the static-export shim and tests use it). */
+/** The inverse of restoreBuffers (for tests; Python does this for real messages). */
 export function extractBuffers(value: unknown, buffers: DataView[] = []): [any, DataView[]] {
   const walk = (v: unknown): unknown => {
     if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) {
