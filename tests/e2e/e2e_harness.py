@@ -46,6 +46,18 @@ _DISABLED_PLUGINS = {
 }
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): get SIGTERM when the process that started us dies, so a
+    test run killed by a timeout or SIGKILL leaves no server behind (kernels follow their
+    server: ipykernel exits when its parent goes)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux/glibc: teardown still stops the server
+        pass
+
+
 def chromium_available() -> bool:
     return Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)
 
@@ -191,6 +203,7 @@ class JupyterServer:
         self.proc = subprocess.Popen(
             cmd, env=self._env(), cwd=self.root, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )  # fmt: skip
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
