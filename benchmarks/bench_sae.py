@@ -19,10 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -101,7 +101,7 @@ def ensure_saelens_venv(venv: Path, setup: bool) -> tuple[Path | None, str]:
 
 def run_saelens(py: Path, acts: Path, out: Path, args) -> dict:
     cmd = [str(py), str(RUNNER), str(acts), str(out), str(args.k), str(args.d_sae),
-           str(args.batch), str(args.samples), str(args.repeats), str(args.threads)]
+           str(args.batch), str(args.samples), "1", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"The SAELens run failed:\n{proc.stderr[-3000:]}")
@@ -138,34 +138,39 @@ def main() -> None:
     def plain():
         made["plain"] = plain_topk(train, args.d_sae, args.k, args.samples, args.batch, lr)
 
-    t_fit = interleaved_medians({"ours": ours, "plain": plain}, repeats=args.repeats, warmup=0)
-    sae, ref = made["ours"], made["plain"]
-    t_enc = interleaved_medians({"ours": lambda: sae.encode(evals),
-                                 "plain": lambda: plain_encode(ref, evals, args.k)},
-                                repeats=20)
-    rows = {
-        "ours": (t_fit["ours"], t_enc["ours"],
-                 quality(sae.encode, sae.decode, sae.W_dec.detach(), evals, feats)),
-        "plain": (t_fit["plain"], t_enc["plain"],
-                  quality(lambda x: plain_encode(ref, x, args.k), lambda a: a @ ref[2] + ref[3],
-                          ref[2], evals, feats)),
-    }
     py, note = ensure_saelens_venv(args.saelens_venv, args.setup_saelens)
-    version = ""
-    if py is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            acts = Path(tmp) / "acts.safetensors"
-            save_file({"train": train.contiguous(), "eval": evals.contiguous()}, str(acts))
-            t0 = time.perf_counter()
-            res = run_saelens(py, acts, Path(tmp), args)
-            print(f"SAELens runs took {time.perf_counter() - t0:.0f} s including startup")
-            theirs = load_sae(Path(tmp) / "sae")  # read through our loader: a format check too
-            version = res["version"]
-            median = sorted(res["fit_seconds"])[len(res["fit_seconds"]) // 2]
-            enc = sorted(res["encode_seconds"])[len(res["encode_seconds"]) // 2]
-            rows["saelens"] = (median, enc, quality(theirs.encode, theirs.decode,
-                                                    theirs.feature_directions().detach(),
-                                                    evals, feats))
+    fns = {"ours": ours, "plain": plain}
+    theirs: dict = {"fit": [], "encode": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        acts = Path(tmp) / "acts.safetensors"
+        save_file({"train": train.contiguous(), "eval": evals.contiguous()}, str(acts))
+        if py is not None:
+            def saelens():  # one SAELens fit per round, timed inside its own process
+                res = run_saelens(py, acts, Path(tmp), args)
+                theirs["fit"] += res["fit_seconds"]
+                theirs["encode"] += res["encode_seconds"]
+                theirs["version"] = res["version"]
+
+            fns["saelens"] = saelens
+        t_fit = interleaved_medians(fns, repeats=args.repeats, warmup=0)
+        sae, ref = made["ours"], made["plain"]
+        t_enc = interleaved_medians({"ours": lambda: sae.encode(evals),
+                                     "plain": lambda: plain_encode(ref, evals, args.k)},
+                                    repeats=20)
+        rows = {
+            "ours": (t_fit["ours"], t_enc["ours"],
+                     quality(sae.encode, sae.decode, sae.W_dec.detach(), evals, feats)),
+            "plain": (t_fit["plain"], t_enc["plain"],
+                      quality(lambda x: plain_encode(ref, x, args.k),
+                              lambda a: a @ ref[2] + ref[3], ref[2], evals, feats)),
+        }
+        version = theirs.get("version", "")
+        if py is not None:
+            saved = load_sae(Path(tmp) / "sae")  # read through our loader: a format check too
+            rows["saelens"] = (statistics.median(theirs["fit"]),
+                               statistics.median(theirs["encode"]),
+                               quality(saved.encode, saved.decode,
+                                       saved.feature_directions().detach(), evals, feats))
     body = report(rows, args, note, version, len(evals))
     print(body)
     if not args.no_write:
@@ -183,8 +188,8 @@ def report(rows: dict, args, note: str, version: str, n_eval: int) -> str:
         f"{args.active:g} active per sample on average; TopK SAE with {args.d_sae} latents, "
         f"k = {args.k}, batch {args.batch}, {args.samples:,} training samples; quality on "
         f"{n_eval:,} held-out samples. {args.threads} torch thread(s); {machine()}. Training "
-        f"time: median of {args.repeats} runs (ours and the plain loop interleaved; SAELens's "
-        "`fit()` timed inside its own virtualenv in the same run).",
+        f"time: median of {args.repeats} interleaved rounds (each round trains all three; SAELens "
+        "runs in its own virtualenv and its `fit()` is timed inside that process).",
         "",
         "| trainer | train samples/s | encode samples/s | MSE | FVE | L0 | recovery |",
         "|---|---|---|---|---|---|---|",

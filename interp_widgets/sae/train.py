@@ -163,7 +163,7 @@ class _Trainer:
         x = x * self.scale
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.samples)
-        pre = sae.encode_pre(x)  # [batch, d_sae]
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc  # [batch, d_sae]: encode_pre, this config
         if cfg.arch == "topk":
             vals, idx = pre.topk(cfg.k, dim=-1, sorted=False)
             vals = vals.relu()
@@ -205,12 +205,12 @@ class _Trainer:
     def _auxk(self, pre: torch.Tensor, dead: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """AuxK: the top k_aux dead latents reconstruct the residual [batch, d_in]; normalized
         MSE, scaled down when fewer than k_aux latents are dead (as SAELens does)."""
-        n_dead = int(dead.sum())
+        dead_ids = dead.nonzero()[:, 0]  # [n_dead]
         k_aux = max(1, self.cfg.d_in // 2)
-        scale = min(n_dead / k_aux, 1.0)
-        masked = pre.masked_fill(~dead, float("-inf"))
-        vals, idx = masked.topk(min(k_aux, n_dead), dim=-1, sorted=False)
-        e_hat = _sparse_decode(idx, vals.relu(), self.sae.W_dec)
+        scale = min(len(dead_ids) / k_aux, 1.0)
+        vals, idx = pre.index_select(-1, dead_ids).topk(min(k_aux, len(dead_ids)), dim=-1,
+                                                        sorted=False)
+        e_hat = _sparse_decode(dead_ids[idx], vals.relu(), self.sae.W_dec)
         var = (residual - residual.mean(dim=0)).pow(2).sum(-1).mean().clamp_min(1e-12)
         return scale * (e_hat - residual).pow(2).sum(-1).mean() / var
 
