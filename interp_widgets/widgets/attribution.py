@@ -26,8 +26,8 @@ class AttributionView(BaseWidget):
 
     _view = t.Unicode("attribution").tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
-    answer = t.Unicode("").tag(sync=True)
-    wrong = t.Unicode("").tag(sync=True)
+    answer_token = t.Unicode("").tag(sync=True)  # ("answer" is BaseWidget's request method)
+    wrong_token = t.Unicode("").tag(sync=True)
     logit_diff = t.Float(0.0).tag(sync=True)
     total = t.Float(0.0).tag(sync=True)
     components = t.List(t.List()).tag(sync=True)  # [[label, value]]
@@ -56,7 +56,7 @@ class AttributionView(BaseWidget):
                                                                  float(dla.mlp[layer])]]
         comps.append(["unembed bias", dla.unembed_bias])
         with self.hold_sync():
-            self.prompt, self.answer, self.wrong = prompt, dla.answer, dla.wrong
+            self.prompt, self.answer_token, self.wrong_token = prompt, dla.answer, dla.wrong
             self.tokens = dla.str_tokens
             self.logit_diff, self.total = dla.logit_diff, dla.total
             self.components = comps

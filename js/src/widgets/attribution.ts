@@ -1,6 +1,6 @@
 // AttributionView: direct logit attribution (bars per component, a layer x head heatmap, the top
 // neurons) and input-token attribution as a token heatmap with a method switch.
-// State: tokens, answer, wrong, logit_diff, total, components [[label, value]], heads float32
+// State: tokens, answer_token, wrong_token, logit_diff, total, components [[label, value]], heads float32
 // [layer, head], top_neurons [[layer, neuron, value]], inputs [{method, target, values float32
 // [pos], completeness_gap, baseline_value, target_value}], prompt, can_rerun, _rev.
 // Request "set_prompt" {prompt, answer, wrong} (kernel only).
@@ -69,8 +69,8 @@ export function signedBars(rows: [string, number][], cls: string): HTMLElement {
 function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, tooltip: Tooltip): void {
   const { model } = ctx;
   const tokens: string[] = model.get("tokens");
-  const answer: string = model.get("answer");
-  const wrong: string = model.get("wrong");
+  const answer: string = model.get("answer_token");
+  const wrong: string = model.get("wrong_token");
   const headsArr = decodeArray(model.get("heads") as EncodedArray);
   const [L, H] = headsArr.shape;
   const heads = headsArr.data;

@@ -1,0 +1,217 @@
+"""Activation patching against TransformerLens's get_act_patch_*, attribution patching against
+its attribution_patch, metric helpers, and bad input (demo model, IOI prompts)."""
+
+import pytest
+import torch
+from transformer_lens import patching as tlp
+from transformer_lens.tools.analysis import attribution_patch
+
+from interp_widgets.analysis import (
+    Cell,
+    Patcher,
+    activation_patching,
+    attribution_patching,
+    kl_to,
+    logit_diff,
+    token_prob,
+)
+from interp_widgets.analysis.logit_lens import single_token_id
+from interp_widgets.analysis.patching import result_dims
+
+torch.set_num_threads(1)
+
+CLEAN = "When Mary and John went to the store, John gave a drink to"
+CORRUPT = "When Mary and John went to the store, Mary gave a drink to"
+ANSWER, WRONG = " Mary", " John"
+
+# component, positions -> TransformerLens function and how to permute its result to ours
+TL_FUNCS = {
+    ("resid_pre", "each"): (tlp.get_act_patch_resid_pre, None),
+    ("attn_out", "each"): (tlp.get_act_patch_attn_out, None),
+    ("mlp_out", "each"): (tlp.get_act_patch_mlp_out, None),
+    ("head_out", "each"): (tlp.get_act_patch_attn_head_out_by_pos, None),
+    ("head_q", "each"): (tlp.get_act_patch_attn_head_q_by_pos, None),
+    ("head_k", "each"): (tlp.get_act_patch_attn_head_k_by_pos, None),
+    ("head_v", "each"): (tlp.get_act_patch_attn_head_v_by_pos, None),
+    ("head_pattern", "each"): (tlp.get_act_patch_attn_head_pattern_by_pos, (0, 2, 1)),
+    ("head_out", "all"): (tlp.get_act_patch_attn_head_out_all_pos, None),
+    ("head_q", "all"): (tlp.get_act_patch_attn_head_q_all_pos, None),
+    ("head_k", "all"): (tlp.get_act_patch_attn_head_k_all_pos, None),
+    ("head_v", "all"): (tlp.get_act_patch_attn_head_v_all_pos, None),
+    ("head_pattern", "all"): (tlp.get_act_patch_attn_head_pattern_all_pos, None),
+}
+
+
+@pytest.fixture(scope="module")
+def patcher(model):
+    return Patcher(model, CLEAN, CORRUPT, logit_diff(ANSWER, WRONG))
+
+
+@pytest.fixture(scope="module")
+def tl_inputs(model):
+    clean, corrupt = model.to_tokens(CLEAN), model.to_tokens(CORRUPT)
+    with torch.no_grad():
+        _, cache = model.bridge.run_with_cache(clean)
+    return corrupt, cache
+
+
+@pytest.mark.parametrize("component,positions", list(TL_FUNCS))
+def test_raw_values_equal_transformer_lens(model, patcher, tl_inputs, component, positions):
+    fn, perm = TL_FUNCS[(component, positions)]
+    corrupt, cache = tl_inputs
+    with torch.no_grad():
+        ref = fn(model.bridge, corrupt, cache, patcher.metric).cpu()
+    ours = patcher.sweep(component, positions, normalize=False)
+    ref = ref.permute(*perm) if perm else ref
+    assert ours.values.shape == ref.shape
+    assert torch.allclose(ours.values, ref, atol=1e-4), (ours.values - ref).abs().max()
+    assert ours.dims == result_dims(component, positions)
+
+
+def test_whole_layer_patches_equal_generic_activation_patch(model, patcher, tl_inputs):
+    """resid_pre/attn_out/mlp_out at all positions: TransformerLens's generic patcher with a
+    setter that copies every position."""
+    corrupt, cache = tl_inputs
+
+    def whole(act, index, clean):
+        act[:] = clean
+        return act
+
+    for comp, name in (("resid_pre", "resid_pre"), ("attn_out", "attn_out"),
+                       ("mlp_out", "mlp_out")):
+        with torch.no_grad():
+            ref = tlp.generic_activation_patch(model.bridge, corrupt, cache, patcher.metric,
+                                               whole, name, index_axis_names=("layer",))
+        ours = patcher.sweep(comp, "all", normalize=False)
+        assert ours.dims == ("layer",)
+        assert torch.allclose(ours.values, ref.cpu(), atol=1e-4)
+
+
+def test_batched_rows_do_not_change_the_numbers(model):
+    metric = logit_diff(ANSWER, WRONG)
+    small = activation_patching(model, CLEAN, CORRUPT, metric, component="head_out",
+                                normalize=False, max_rows=3)
+    big = activation_patching(model, CLEAN, CORRUPT, metric, component="head_out",
+                              normalize=False)
+    assert torch.allclose(small.values, big.values, atol=1e-5)
+
+
+def test_batch_of_prompt_pairs_equals_transformer_lens(model):
+    flip = "When John and Mary went to the store, Mary gave a drink to"  # the answer is John
+    prompts, corrupts = [CLEAN, flip], [CORRUPT, flip.replace(", Mary", ", John")]
+    metric = logit_diff([ANSWER, WRONG], [WRONG, ANSWER]).bind(model)
+    ours = activation_patching(model, prompts, corrupts, metric, component="attn_out",
+                               normalize=False)
+    clean_t, corrupt_t = model.to_tokens(prompts), model.to_tokens(corrupts)
+    with torch.no_grad():
+        _, cache = model.bridge.run_with_cache(clean_t)
+        ref = tlp.get_act_patch_attn_out(model.bridge, corrupt_t, cache, metric)
+    assert torch.allclose(ours.values, ref.cpu(), atol=1e-4)
+
+
+def test_normalized_scale_and_labels(model, patcher):
+    res = patcher.sweep("resid_pre", "each")
+    clean_s, corrupt_s = patcher.str_tokens
+    diff = [i for i, (a, b) in enumerate(zip(clean_s, corrupt_s)) if a != b]
+    assert len(diff) == 1
+    # the residual stream before layer 0 at the only differing token is all that differs
+    assert res.values[0, diff[0]].item() == pytest.approx(1.0, abs=1e-5)
+    others = [i for i in range(len(clean_s)) if i != diff[0]]
+    assert res.values[0, others].abs().max() < 1e-5
+    assert res.labels["pos"][diff[0]] == f"{clean_s[diff[0]]}/{corrupt_s[diff[0]]}"
+    assert torch.allclose(res.raw(), patcher.sweep("resid_pre", normalize=False).values,
+                          atol=1e-4)
+    df = res.to_dataframe()
+    assert len(df) == res.values.numel() and {"layer", "pos", "value"} <= set(df.columns)
+    top = res.top(3)["value"].abs().tolist()
+    assert top == sorted(top, reverse=True) and top[0] == pytest.approx(res.values.abs().max())
+
+
+def test_interpolation_between_corrupt_and_clean(model, patcher):
+    clean_s, corrupt_s = patcher.str_tokens
+    pos = next(i for i, (a, b) in enumerate(zip(clean_s, corrupt_s)) if a != b)
+    cell = Cell("resid_pre", 0, pos)
+    assert torch.allclose(patcher.logits([cell], 0.0), patcher.corrupt_logits, atol=1e-5)
+    assert torch.allclose(patcher.logits([cell], 1.0), patcher.clean_logits, atol=1e-4)
+    half = patcher.run([cell], 0.5)
+    assert half.value == pytest.approx(patcher.value(patcher.logits([cell], 0.5)))
+    assert half.normalized == pytest.approx(patcher.normalize(half.value))
+    probs = [p for _, p in half.top]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1.0
+    # several cells in one run, across hooks and components
+    two = patcher.run([cell, Cell("head_out", 1, None, 0)], 0.5)
+    assert two.value != half.value
+
+
+def test_attribution_patching_matches_transformer_lens_nodes(model, patcher):
+    """head_out / mlp_out estimates per position equal TL's attribution_patch node scores."""
+    clean, corrupt = model.to_tokens(CLEAN), model.to_tokens(CORRUPT)
+    tl = attribution_patch(model.bridge, clean, corrupt, patcher.metric).node_scores
+    heads = patcher.attribution("head_out", normalize=False).values - patcher.corrupt_value
+    mlp = patcher.attribution("mlp_out", normalize=False).values - patcher.corrupt_value
+    for node, score in tl.items():
+        if node.kind == "attn_head_out":
+            assert heads[node.layer, node.position, node.head].item() == pytest.approx(
+                score, abs=1e-4)
+        elif node.kind == "mlp_out":
+            assert mlp[node.layer, node.position].item() == pytest.approx(score, abs=1e-4)
+
+
+@pytest.mark.parametrize("component", ["resid_pre", "attn_out", "head_out"])
+def test_attribution_patching_correlates_with_real_patching(model, patcher, component):
+    positions = "all" if component == "head_out" else "each"
+    exact = patcher.sweep(component, positions)
+    est = attribution_patching(model, CLEAN, CORRUPT, logit_diff(ANSWER, WRONG),
+                               component=component, positions=positions)
+    assert est.method == "attribution patching" and est.values.shape == exact.values.shape
+    r = est.correlation(exact)
+    print(f"{component}: attribution vs activation patching r = {r:.3f}")
+    assert r > 0.5
+
+
+def test_metric_helpers(model):
+    logits = torch.zeros(2, 3, model.cfg.d_vocab)
+    a = single_token_id(model, ANSWER)
+    w = single_token_id(model, WRONG)
+    logits[0, -1, a], logits[1, -1, a], logits[1, -1, w] = 2.0, 1.0, 3.0
+    assert logit_diff(ANSWER, WRONG).bind(model)(logits).item() == pytest.approx(0.0)
+    assert logit_diff(a, w)(logits).item() == pytest.approx(0.0)  # ids need no model
+    assert logit_diff([ANSWER, WRONG], [WRONG, ANSWER]).bind(model).per_row(logits).tolist() \
+        == pytest.approx([2.0, 3.0 - 1.0])
+    p = token_prob(ANSWER).bind(model)(logits[:1]).item()
+    assert p == pytest.approx(torch.softmax(logits[0, -1], -1)[a].item())
+    assert kl_to(logits)(logits).item() == pytest.approx(0.0, abs=1e-6)
+    assert kl_to(logits[0, -1])(logits[:1]).item() == pytest.approx(0.0, abs=1e-6)
+    assert kl_to(torch.zeros(model.cfg.d_vocab))(logits).item() > 0
+    with pytest.raises(ValueError, match="bind the metric"):
+        logit_diff(ANSWER, WRONG)(logits)
+
+
+def test_different_token_lengths_show_both_tokenizations(model):
+    longer = CORRUPT.replace("Mary gave", "Mary then gave")
+    with pytest.raises(ValueError) as err:
+        activation_patching(model, CLEAN, longer, logit_diff(ANSWER, WRONG))
+    msg = str(err.value)
+    assert "same number of tokens" in msg
+    assert f"clean:   {model.to_str_tokens(CLEAN)}" in msg
+    assert f"corrupt: {model.to_str_tokens(longer)}" in msg
+
+
+def test_multi_token_answer_is_refused(model):
+    word = " Maryxqzjvwk"
+    with pytest.raises(ValueError, match="tokens .*not one"):
+        activation_patching(model, CLEAN, CORRUPT, logit_diff(word, WRONG))
+
+
+def test_bad_component_positions_and_cells(model, patcher):
+    with pytest.raises(ValueError, match="Unknown component 'resid'. Use one of"):
+        activation_patching(model, CLEAN, CORRUPT, logit_diff(ANSWER, WRONG), component="resid")
+    with pytest.raises(ValueError, match="positions must be 'each' or 'all'"):
+        patcher.sweep("resid_pre", "some")
+    L = model.cfg.n_layers
+    with pytest.raises(ValueError, match=f"use 0 .. {L - 1}"):
+        patcher.logits([Cell("resid_pre", L, 0)])
+    with pytest.raises(ValueError, match="needs a head"):
+        patcher.logits([Cell("head_out", 0, 0)])
+    with pytest.raises(ValueError, match="same on both|no 0..1 scale|both the clean"):
+        activation_patching(model, CLEAN, CLEAN, logit_diff(ANSWER, WRONG))

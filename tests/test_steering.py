@@ -1,0 +1,143 @@
+"""Steering vectors, KV-cached steered generation (equal to recomputing without the cache),
+KL to the baseline, layer-range errors, and perturbation flow (demo model)."""
+
+import pytest
+import torch
+
+from interp_widgets.analysis import (
+    SteeringVector,
+    generate,
+    kl_to_baseline,
+    pca_directions,
+    perturbation_flow,
+    sae_direction,
+    steering_vector,
+)
+from interp_widgets.analysis.steering import steered_logits
+from interp_widgets.demo.tasks import article_prompts
+from interp_widgets.sae import SAE
+
+torch.set_num_threads(1)
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+
+
+@pytest.fixture(scope="module")
+def actadd(model):
+    return steering_vector(model, " love", " hate and anger", 1)
+
+
+@pytest.fixture(scope="module")
+def mean_diff(model):
+    pos = [p for p, right, _ in article_prompts(16, seed=3) if right == " an"]
+    neg = [p for p, right, _ in article_prompts(16, seed=3) if right == " a"]
+    return steering_vector(model, pos, neg, 1, method="mean_diff")
+
+
+def test_vectors(model, actadd, mean_diff):
+    d = model.cfg.d_model
+    n = max(len(model.to_tokens(" love")[0]), len(model.to_tokens(" hate and anger")[0]))
+    assert actadd.vector.shape == (n, d) and actadd.method == "actadd"
+    assert actadd.vector[0].abs().max() < 1e-5  # BOS is the same in both prompts
+    assert mean_diff.vector.shape == (d,) and mean_diff.layer == 1
+    run = model.run(["a", "an"], names=["blocks.1.hook_resid_pre"])
+    assert run.cache["blocks.1.hook_resid_pre"].shape[-1] == d
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_cached_generation_equals_recomputed(model, actadd, mean_diff, temperature):
+    steer = [(actadd, 1, 3.0), (mean_diff.vector, 0, 2.0)]
+    cached = generate(model, PROMPT, steer=steer, max_new_tokens=8, seed=7,
+                      temperature=temperature)
+    full = generate(model, PROMPT, steer=steer, max_new_tokens=8, seed=7,
+                    temperature=temperature, use_cache=False)
+    assert cached.tokens.tolist() == full.tokens.tolist()
+    assert torch.allclose(cached.logits, full.logits, atol=1e-4)
+    # the logits each step saw equal one steered pass over the whole final sequence
+    again = steered_logits(model, cached.tokens[None], steer)[0, cached.n_prompt - 1:-1]
+    assert torch.allclose(cached.logits, again.float().cpu(), atol=1e-4)
+
+
+def test_actadd_rows_land_on_their_positions(model):
+    """A position-aligned vector longer than the prompt steers generated tokens at those
+    positions too, in cached and uncached decoding alike."""
+    vec = torch.randn(6, model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    steer = [(vec, 0, 1.0)]
+    cached = generate(model, "When", steer=steer, max_new_tokens=5, seed=1)
+    full = generate(model, "When", steer=steer, max_new_tokens=5, seed=1, use_cache=False)
+    assert cached.tokens.tolist() == full.tokens.tolist()
+    assert torch.allclose(cached.logits, full.logits, atol=1e-4)
+
+
+def test_steering_changes_generation_and_zero_does_not(model, mean_diff):
+    base = generate(model, PROMPT, max_new_tokens=6, seed=0)
+    zero = generate(model, PROMPT, steer=[(mean_diff, 1, 0.0)], max_new_tokens=6, seed=0)
+    assert zero.tokens.tolist() == base.tokens.tolist()
+    big = generate(model, PROMPT, steer=[(mean_diff, 1, 40.0)], max_new_tokens=6, seed=0)
+    assert not torch.allclose(big.logits, base.logits)
+    kl = kl_to_baseline(model, big.tokens, [(mean_diff, 1, 40.0)])
+    assert kl.shape == (len(big.tokens),) and kl.min() >= -1e-6 and kl.max() > 0
+    assert kl_to_baseline(model, big.tokens, None).abs().max() < 1e-6
+
+
+def test_layer_and_shape_errors(model, mean_diff):
+    L = model.cfg.n_layers
+    with pytest.raises(ValueError, match=f"use 0 .. {L - 1}"):
+        generate(model, PROMPT, steer=[(mean_diff, L, 1.0)], max_new_tokens=1)
+    with pytest.raises(ValueError, match=f"use 0 .. {L - 1}"):
+        steering_vector(model, "a", "b", -1)
+    with pytest.raises(ValueError, match="residual stream is"):
+        generate(model, PROMPT, steer=[(torch.zeros(3), 0, 1.0)], max_new_tokens=1)
+    with pytest.raises(ValueError, match="mean_diff"):
+        steering_vector(model, ["a", "b"], ["c", "d"], 0)
+    with pytest.raises(ValueError, match="paired"):
+        steering_vector(model, ["a", "b"], ["c"], 0, method="mean_diff")
+
+
+def test_pca_directions(model):
+    prompts = [p for p, _, _ in article_prompts(8, seed=1)]
+    d = pca_directions(model, prompts, 1, n=3)
+    gram = d.vectors @ d.vectors.T
+    assert torch.allclose(gram, torch.eye(3), atol=1e-4)
+    ratios = d.explained_variance_ratio.tolist()
+    assert ratios == sorted(ratios, reverse=True) and sum(ratios) <= 1
+    sv = d.steering_vector(0)
+    assert sv.vector.norm().item() == pytest.approx(d.std[0].item(), rel=1e-4)
+    with pytest.raises(ValueError, match="more than"):
+        pca_directions(model, ["a"], 0, n=5)
+
+
+def test_sae_decoder_direction(model):
+    sae = SAE(model.cfg.d_model, 16, hook_name="blocks.1.hook_resid_post", seed=0)
+    sv = sae_direction(sae, 3)
+    assert isinstance(sv, SteeringVector) and sv.layer == 1 and sv.hook == "hook_resid_post"
+    assert torch.equal(sv.vector, sae.W_dec[3].detach())
+    g = generate(model, PROMPT, steer=[(sv, 1, 5.0)], max_new_tokens=3, seed=0)
+    assert len(g.new_tokens) == 3
+    with pytest.raises(ValueError, match="0 .. 15"):
+        sae_direction(sae, 16)
+    with pytest.raises(ValueError, match="residual stream"):
+        sae_direction(SAE(4, 8, hook_name="blocks.0.mlp.hook_post"), 0)
+
+
+def test_perturbation_flow(model):
+    text = "Mary went to the store. John went home. Then Mary gave a drink to"
+    flow = perturbation_flow(model, text, "John went home. ")
+    n = len(flow.str_tokens)
+    assert flow.diff.shape == (model.cfg.n_layers + 1, n) and len(flow.removed) == n
+    removed = torch.tensor(flow.removed)
+    assert removed.any() and torch.isnan(flow.diff[:, removed]).all()
+    first = int(removed.nonzero()[0])
+    # a causal model: nothing before the cut changes
+    assert flow.diff[:, :first].abs().max() < 1e-4
+    assert flow.kl[:first].abs().max() < 1e-5
+    # positions kept: after the cut, the layer-0 input is unchanged; the change comes later
+    after = ~removed
+    after[:first] = False
+    assert flow.diff[0, after].abs().max() < 1e-4
+    assert flow.diff[-1, after].max() > 0
+    assert "".join(flow.edited_tokens).count("John") == 0
+    shifted = perturbation_flow(model, text, "John went home. ", keep_positions=False)
+    assert shifted.diff[0, after].max() > 0
+    with pytest.raises(ValueError, match="does not occur"):
+        perturbation_flow(model, text, "Bob")
