@@ -10,9 +10,10 @@ in the records) and baseline count B(p)::
 (add-one smoothing over V distinct patterns). Patterns with at least `min_count` active
 occurrences and enrichment above log(2) are ranked by A(p) * enrichment(p); up to `n_tokens`
 tokens, `n_ngrams` bigrams (kept only where the bigram's mean activation beats its last token's
-by half) and `n_after` preceding tokens are kept, each with its mean 0-10 activation over all
-occurrences in the records. The baseline is a list of token lists (e.g. a tokenized corpus);
-by default every token of the records themselves.
+by half) and `n_after` preceding tokens (kept only where the tokens after them that no token or
+bigram pattern covers still average an activation of 1 or more) are kept, each with its mean
+0-10 activation over all occurrences in the records. The baseline is a list of token lists
+(e.g. a tokenized corpus); by default every token of the records themselves.
 
 The text names the patterns with JSON-quoted token strings and starts with
 `STATISTICAL_LABEL`, so it is never mistaken for an LLM's explanation::
@@ -157,8 +158,19 @@ def explain_offline(records: Sequence[ActivationRecord], *,
             break
         if w >= 1.5 * mean.get(("tok", b), 0.0) and w > pats.tokens.get(b, 0.0):
             pats.ngrams[(a, b)] = w
-    pats.after = {t: w for t, w in ranked("after")[:n_after]
-                  if t not in pats.tokens or w > pats.tokens[t]}
+    # "after s" only where it explains what the token patterns leave out
+    rest_sum: Counter = Counter()
+    rest_n: Counter = Counter()
+    for r, v in zip(records, values):
+        for i in range(1, len(r.tokens)):
+            if r.tokens[i] not in pats.tokens and (r.tokens[i - 1], r.tokens[i]) not in pats.ngrams:
+                rest_sum[r.tokens[i - 1]] += v[i]
+                rest_n[r.tokens[i - 1]] += 1
+    for t, _ in ranked("after"):
+        if len(pats.after) >= n_after:
+            break
+        if rest_n[t] >= min_count and rest_sum[t] / rest_n[t] >= _ACTIVE:
+            pats.after[t] = rest_sum[t] / rest_n[t]
     return pats.text()
 
 
