@@ -25,6 +25,7 @@ from interp_widgets.analysis.corpus import iter_corpus, scan_neurons
 from _common import interleaved_medians, machine, write_section
 
 BATCH = 32
+DOC_TOKENS = 128
 
 
 def rss_mb(field: str = "VmHWM") -> float:
@@ -45,17 +46,19 @@ def reset_peak() -> None:
         pass
 
 
-def corpus_ids(model, tokens: int, seed: int) -> list[list[int]]:
-    """Token-id documents from the demo corpus until they hold `tokens` tokens (BOS excluded)."""
-    docs, total, n = [], 0, 0
-    while total < tokens:
+def corpus_ids(model, tokens: int, seed: int, length: int = DOC_TOKENS) -> list[list[int]]:
+    """Documents of `length` token ids cut from the demo corpus, `tokens` tokens in all (BOS
+    excluded). Equal lengths make every batch the same shape, so peak memory can be compared
+    across corpus sizes."""
+    docs: list[list[int]] = []
+    stream: list[int] = []
+    n = 0
+    while len(docs) * length < tokens:
         for d in iw.demo.corpus(256, seed=seed * 1000 + n):
-            ids = model.tokenizer(d, add_special_tokens=False)["input_ids"]
-            ids = ids[: model.cfg.n_ctx - 1]
-            docs.append(ids)
-            total += len(ids)
-            if total >= tokens:
-                break
+            stream += model.tokenizer(" " + d, add_special_tokens=False)["input_ids"]
+        while len(stream) >= length and len(docs) * length < tokens:
+            docs.append(stream[:length])
+            stream = stream[length:]
         n += 1
     return docs
 
@@ -163,7 +166,8 @@ def main() -> None:
         "(`benchmarks/bench_scan.py`)",
         "",
         f"Demo model (`{args.model}`), layer {args.layer}, all {d_mlp} neurons, k={args.k}; "
-        f"{len(docs):,} documents = {n_tokens:,} tokens ({padded:,} with BOS and padding), "
+        f"{len(docs):,} documents of {DOC_TOKENS} tokens cut from `iw.demo.corpus` = "
+        f"{n_tokens:,} tokens ({padded:,} with BOS), "
         f"batches of {BATCH} documents, {args.threads} torch thread(s); median of {args.repeats} "
         f"interleaved runs; {machine()}.",
         "",

@@ -705,6 +705,7 @@ def scan_neurons(model: Model, corpus: Iterable[str | Sequence[int]], layer: int
                 with _defer_interrupt():
                     if batch.rows:
                         scan._add_batch(run.tokens.cpu(), run.attention_mask.cpu(), acts, docs)
+                        del run, acts  # before the next forward, so two batches never coexist
                     meta["n_docs"] += batch.size
                     meta["n_empty"] += batch.size - len(batch.rows)
                     meta["n_truncated"] += batch.n_truncated
