@@ -7,18 +7,19 @@ export interface Field {
   label: string;
   value: string;
   placeholder?: string;
+  /** a textarea (prompts may hold newlines); Shift+Enter starts a new line */
+  multiline?: boolean;
 }
 
 /** A form that sends `method` with {name: value} of every field; the kernel then updates the state. */
 export function promptBar(ctx: ViewContext, method: string, fields: Field[]): HTMLFormElement {
-  const inputs = fields.map((f) =>
-    ctx.needsKernel(
-      h("input", {
-        class: `iw-input iw-input-${f.name}`,
-        attrs: { type: "text", name: f.name, "aria-label": f.label, placeholder: f.placeholder ?? f.label },
-      }),
-    ),
-  );
+  const inputs = fields.map((f) => {
+    const attrs = { name: f.name, "aria-label": f.label, placeholder: f.placeholder ?? f.label };
+    const cls = `iw-input iw-input-${f.name}`;
+    return ctx.needsKernel(
+      f.multiline ? h("textarea", { class: cls, attrs: { ...attrs, rows: 1 } }) : h("input", { class: cls, attrs: { ...attrs, type: "text" } }),
+    );
+  });
   inputs.forEach((el, i) => (el.value = fields[i].value));
   const run = ctx.needsKernel(h("button", { class: "iw-button", text: "Run", attrs: { type: "submit" } }));
   // data-lm-suppress-shortcuts: JupyterLab's keyboard shortcuts leave typing here alone (Enter submits)
@@ -28,8 +29,8 @@ export function promptBar(ctx: ViewContext, method: string, fields: Field[]): HT
   ]);
   // Enter submits even where the page (JupyterLab) intercepts the browser's implicit submission.
   for (const el of inputs) {
-    el.addEventListener("keydown", (e) => {
-      if (e.key !== "Enter" || e.isComposing) return;
+    (el as HTMLElement).addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" || e.shiftKey || e.isComposing) return;
       e.preventDefault();
       e.stopPropagation();
       form.requestSubmit();

@@ -76,7 +76,7 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement): 
   const thresholdText = h("span", { class: "iw-muted iw-threshold-text" });
   const count = h("span", { class: "iw-muted" });
   toolbar.replaceChildren(
-    ...(model.get("can_rerun") ? [promptBar(ctx, "set_prompt", [{ name: "prompt", label: "prompt", value: model.get("prompt") }])] : []),
+    ...(model.get("can_rerun") ? [promptBar(ctx, "set_prompt", [{ name: "prompt", label: "prompt", value: model.get("prompt"), multiline: true }])] : []),
     h("div", { class: "iw-controls" }, [sort, h("label", { class: "iw-field" }, [h("span", { text: "min score" }), threshold, thresholdText]), count]),
   );
 

@@ -48,7 +48,7 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
   colourBy.setAttribute("aria-label", "colour by");
   const legendSlot = h("div", { class: "iw-legend-slot" });
   const fields = [
-    { name: "prompt", label: "prompt", value: model.get("prompt") ?? "" },
+    { name: "prompt", label: "prompt", value: model.get("prompt") ?? "", multiline: true },
     { name: "target", label: "target", value: target ?? "", placeholder: "target token (optional)" },
   ];
   toolbar.replaceChildren(
