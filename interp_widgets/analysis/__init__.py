@@ -87,3 +87,16 @@ from .features import (  # noqa: E402
 __all__ += ["FeatureIntervention", "FeatureLogitEffect", "active_features",
             "feature_logit_effect", "intervene_on_feature", "nearest_features",
             "prompt_feature_acts"]
+
+from .probing import (  # noqa: E402
+    ProbeComparison,
+    SparseProbeResult,
+    compare_bases,
+    dense_probe,
+    dictionary_bases,
+    sparse_probe,
+    token_activations,
+)
+
+__all__ += ["ProbeComparison", "SparseProbeResult", "compare_bases", "dense_probe",
+            "dictionary_bases", "sparse_probe", "token_activations"]
