@@ -2,21 +2,24 @@
 the feature writes to the logits, its nearest features, where it fires on a prompt, which features
 are active at a token, and what the prediction becomes when a feature is ablated or clamped.
 
-These are the numbers behind the FeatureBrowser / PromptFeatures views. A dictionary is anything
-with `encode`, `feature_directions()`, `d_sae` and `hook_name` (`interp_widgets.sae.SAE`,
-`analysis.dictionaries.LinearDictionary`). Logit effects are the direct path (direction @ W_U,
-LayerNorm folded at load), as in `neurons.direct_logit_effect`.
+These are the numbers behind the FeatureBrowser / PromptFeatures views; `scan_features` is the
+corpus scan (top examples, activation buckets, histograms, densities) for every feature at once.
+A dictionary is anything with `encode`, `feature_directions()`, `d_sae` and `hook_name`
+(`interp_widgets.sae.SAE`, `analysis.dictionaries.LinearDictionary`). Logit effects are the direct
+path (direction @ W_U, LayerNorm folded at load), as in `neurons.direct_logit_effect`.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
+from .corpus import FORMAT, Grid, NeuronScan, _defer_interrupt, iter_corpus
 from .neurons import _token_table
 
 if TYPE_CHECKING:
@@ -155,3 +158,59 @@ def intervene_on_feature(model: Model, sae: Any, prompt: str, feature: int, *,
     q = edited.logits[0, pos].float().log_softmax(-1)
     kl = float((q.exp() * (q - p)).sum())
     return FeatureIntervention(clean.top_predictions(pos, k), edited.top_predictions(pos, k), kl)
+
+
+def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]], *, k: int = 20,
+                  batch_size: int = 32, context: tuple[int, int] = (10, 4),
+                  samples_per_bucket: int = 5, grid: Grid | None = None, seed: int = 0,
+                  progress: bool = True) -> NeuronScan:
+    """Scan every feature of `sae` over `corpus` in one streaming pass, in constant memory: the
+    same machinery and result type as `analysis.corpus.scan_neurons` (top-k examples with
+    contexts, activation-bucket samples with quantiles, histograms, densities), with the
+    "neurons" being the SAE's features (no correlation statistics: d_sae^2 is too large).
+
+    The loop mirrors `scan_neurons`' (batches from `iter_corpus`, each folded in whole under
+    `_defer_interrupt`; Ctrl-C returns what was scanned, marked `partial`); only the
+    activations differ: `sae.encode` of the hook's activation."""
+    from tqdm.auto import tqdm
+
+    from ..sae.splice import check_saes
+
+    check_saes(model, [sae])
+    grid = grid or Grid()
+    hook = sae.hook_name
+    parts = hook.split(".")
+    meta = {
+        "format": FORMAT, "model": model.name, "hook": hook, "source": "sae",
+        "layer": int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1,
+        "n_neurons": int(sae.d_sae), "k": k, "context": list(context),
+        "samples_per_bucket": samples_per_bucket, "grid": asdict(grid), "seed": seed,
+        "batch_size": batch_size, "shards": [0], "n_shards": 1, "n_docs": 0, "n_empty": 0,
+        "n_tokens": 0, "n_truncated": 0, "corpus_docs": 0, "partial": False, "vocab": {},
+    }
+    scan = NeuronScan._empty(meta, grid, correlations=False)
+    total = len(corpus) if hasattr(corpus, "__len__") else None
+    bar = tqdm(total=total, unit="doc", desc=f"scan SAE features at {hook}",
+               disable=not progress)
+    try:
+        for batch in iter_corpus(model, corpus, batch_size):
+            meta["corpus_docs"] = batch.start + batch.size
+            if batch.rows:
+                run = model.run([r for _, r in batch.rows], names=[hook], prepend_bos=False)
+                with torch.no_grad():
+                    acts = sae.encode(run.cache[hook]).float().cpu()  # [batch, pos, d_sae]
+                docs = torch.tensor([i for i, _ in batch.rows])
+            with _defer_interrupt():
+                if batch.rows:
+                    scan._add_batch(run.tokens.cpu(), run.attention_mask.cpu(), acts, docs)
+                    del run, acts
+                meta["n_docs"] += batch.size
+                meta["n_empty"] += batch.size - len(batch.rows)
+                meta["n_truncated"] += batch.n_truncated
+            bar.update(batch.size)
+    except KeyboardInterrupt:
+        meta["partial"] = True
+    finally:
+        bar.close()
+    scan._finish(model)
+    return scan
