@@ -361,7 +361,15 @@ def _boot_local(path: Path, device: torch.device, dtype: torch.dtype) -> Any:
         raise FileNotFoundError(f"{path} has no config.json: it is not a Hugging Face model "
                                 "folder (save one with model.save_pretrained(folder) and "
                                 "tokenizer.save_pretrained(folder)).")
-    hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar in every notebook is noise
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     return TransformerBridge.boot_transformers(str(path), hf_model=hf_model, tokenizer=tokenizer,
                                                device=device, dtype=dtype)
