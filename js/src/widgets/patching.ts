@@ -10,6 +10,7 @@
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h } from "../components/dom";
 import { gridCellAt, heatGrid, pairHeader } from "../components/heatgrid";
+import { ownKeys } from "../components/keys";
 import { chooseScale, legend } from "../components/scale";
 import { topkTable } from "../components/table";
 import { displayToken } from "../components/tokens";
@@ -120,7 +121,8 @@ export const patchingView: View = (ctx) => {
     clear,
   ]);
 
-  root.append(header, ...sections.map((s) => s.section), h("div", { class: "iw-patch-live" }, [selection, controls, readout, tops]));
+  const live = h("div", { class: "iw-patch-live" }, [selection, ownKeys(controls), readout, tops]);
+  root.append(header, ...sections.map((s) => s.section), live);
 
   // ---- selection -------------------------------------------------------------------------
   const cellOf = (g: GridState, row: number, col: number): [string, number, number | null, number | null] => [

@@ -5,6 +5,7 @@
 // Request "steer" {vector, coeff, layer, seed} -> {baseline, steered, kl, mean_kl, coeff, layer}.
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
+import { ownKeys } from "../components/keys";
 import { chooseScale, legend, paintClass } from "../components/scale";
 import { displayToken, tokenAt, tokenStrip } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
@@ -39,12 +40,12 @@ export const steeringView: View = (ctx) => {
   seed.style.width = "5em";
   const coeffText = h("span", { class: "iw-num iw-steer-coeff-value" });
   const layerText = h("span", { class: "iw-num iw-steer-layer-value" });
-  const controls = h("div", { class: "iw-controls" }, [
+  const controls = ownKeys(h("div", { class: "iw-controls" }, [
     vectorSelect,
     h("label", { class: "iw-field" }, [h("span", { text: "coefficient" }), coeff, coeffText]),
     h("label", { class: "iw-field" }, [h("span", { text: "layer" }), layer, layerText]),
     h("label", { class: "iw-field" }, [h("span", { text: "seed" }), seed]),
-  ]);
+  ]));
   const promptLine = h("div", { class: "iw-muted", text: `prompt: ${model.get("prompt")}` });
   const left = h("div", { class: "iw-steer-col iw-steer-baseline" });
   const right = h("div", { class: "iw-steer-col iw-steer-steered" });
