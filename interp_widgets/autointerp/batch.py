@@ -52,18 +52,22 @@ def explain_unit(records: Sequence[ActivationRecord], *, model_id: str, source: 
                  method: str = "auto", baseline: Sequence[Sequence[str]] | None = None,
                  detection: bool = True, fuzzing: bool = True, explain_fraction: float = 0.5,
                  seed: int = 0, budget: Budget | None = None,
-                 cancel: threading.Event | None = None) -> Entry:
+                 cancel: threading.Event | None = None,
+                 on_step: Callable[[str], Any] | None = None) -> Entry:
     """Explain one unit from part of its records and score it on the rest -> `Entry` (not
-    stored). Arguments as in `explain` and `score`; the simulator matches the explainer."""
+    stored). Arguments as in `explain` and `score`; the simulator matches the explainer.
+    on_step(name) is called as each step starts ("explain", then `score`'s steps)."""
     kind = _mode("explainer", explainer, client, base_url, api_key)
     llm = make_client(client, model=model, base_url=base_url, api_key=api_key) \
         if kind == "llm" else None
     shown, held = split_records(records, explain_fraction)
+    if on_step is not None:
+        on_step("explain")
     text = explain(shown, explainer=kind, client=llm, baseline=baseline, budget=budget,
                    cancel=cancel)
     scores = score(text, held or shown, simulator=kind, method=method, client=llm,
                    detection=detection, fuzzing=fuzzing, seed=seed, budget=budget,
-                   cancel=cancel)
+                   cancel=cancel, on_step=on_step)
     meta: dict[str, Any] = {"n_explain": len(shown), "n_score": len(held or shown)}
     if llm is not None:
         meta.update(endpoint=llm.base_url, method=method if llm.logprobs is None else

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -94,14 +94,18 @@ def score(explanation: str, records: Sequence[ActivationRecord], *, simulator: s
           active_min: int = 1, examples_per_call: int = 5, seed: int = 0,
           model: str = "gpt-4o-mini", client: Client | Any = None, base_url: str | None = None,
           api_key: str | None = None, budget: Budget | None = None,
-          cancel: threading.Event | None = None) -> Scores:
+          cancel: threading.Event | None = None,
+          on_step: Callable[[str], Any] | None = None) -> Scores:
     """Score `explanation` on `records` (held out from the ones it was written from); see the
-    module docstring. `simulator`, `method` and the client arguments are as in `simulate`."""
+    module docstring. `simulator`, `method` and the client arguments are as in `simulate`.
+    on_step(name) is called as "simulate", "detection" and "fuzzing" start."""
+    step = on_step or (lambda name: None)
     records = _check_records(records)
     kind = _mode("simulator", simulator, client, base_url, api_key)
     llm = make_client(client, model=model, base_url=base_url, api_key=api_key) \
         if kind == "llm" else None
     sim_kw = dict(simulator=kind, method=method, client=llm, budget=budget, cancel=cancel)
+    step("simulate")
     pred = simulate(explanation, records, **sim_kw)
     out = Scores(n_records=len(records), n_tokens=sum(len(r.tokens) for r in records),
                  simulator=f"llm:{llm.model}" if llm else "offline-statistical")
@@ -119,6 +123,7 @@ def score(explanation: str, records: Sequence[ActivationRecord], *, simulator: s
 
     levels = [normalize(r.activations, max_activation(records)) for r in records]
     if detection:
+        step("detection")
         labels = [int(max(v, default=0) >= active_min) for v in levels]
         if llm is None:
             probs = [max(p, default=0.0) / 10 for p in pred]
@@ -131,6 +136,7 @@ def score(explanation: str, records: Sequence[ActivationRecord], *, simulator: s
         if len(set(labels)) < 2:
             out.notes.append("detection: needs records both with and without activation")
     if fuzzing:
+        step("fuzzing")
         _fuzz(out, explanation, records, levels, pred, llm, active_min, examples_per_call, seed,
               budget, cancel)
     return out
