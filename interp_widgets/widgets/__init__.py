@@ -19,3 +19,9 @@ __all__ += ["AttributionView", "PatchingView", "PerturbationFlowView", "Steering
 from .neuron_view import NeuronView  # noqa: E402
 
 __all__ += ["NeuronView"]
+
+from .autointerp_table import AutoInterpTable  # noqa: E402
+from .explain import ExplainMixin  # noqa: E402
+from .probe_view import ProbeView  # noqa: E402
+
+__all__ += ["AutoInterpTable", "ExplainMixin", "ProbeView"]

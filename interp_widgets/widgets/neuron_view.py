@@ -19,6 +19,7 @@ from ..analysis.corpus import Example, NeuronScan, scan_neurons
 from ..analysis.logit_lens import single_token_id
 from ._base import BaseWidget, check_index, check_prompt, request_handler
 from ._codec import encode_array
+from .explain import ExplainMixin
 
 #: the modulation slider's stops (static exports answer exactly these)
 SCALES = [x / 2 for x in range(int(nr.SCALE_RANGE[0] * 2), int(nr.SCALE_RANGE[1] * 2) + 1)]
@@ -29,7 +30,7 @@ def _example(e: Example) -> dict[str, Any]:
             "acts": encode_array(torch.tensor(e.acts), "float32"), "center": e.center}
 
 
-class NeuronView(BaseWidget):
+class NeuronView(ExplainMixin, BaseWidget):
     """Dashboard of neuron `neuron` of MLP `layer`: its activation over a text box (re-run as you
     type), its top corpus examples and activation-bucket samples, histogram, direct logit effect,
     correlated neurons (click to go there), ablation / modulation of the next-token probabilities
@@ -136,6 +137,18 @@ class NeuronView(BaseWidget):
         for tok in targets:
             single_token_id(self._model, tok)  # raises, naming the pieces, if not one token
         self.targets = targets
+
+    # -- auto-interp (widgets/explain.py: the Explain panel) ---------------------------------
+    def explain_key(self) -> tuple[str, str, int]:
+        return self._model.name, self.hook, self.neuron
+
+    def explain_records(self):
+        from ..autointerp import records_from_scan
+
+        scan = self._scan()
+        if scan is None:
+            raise ValueError("no corpus scan to explain from: pass corpus= or scan= to NeuronView")
+        return records_from_scan(scan, self.neuron)
 
     # -- requests -------------------------------------------------------------------------------
     @request_handler("select")

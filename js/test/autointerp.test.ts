@@ -1,0 +1,111 @@
+// AutoInterpTable, ProbeView and the Explain panel in happy-dom (static model, no kernel).
+import { afterEach, describe, expect, it } from "vitest";
+import { encodeArray } from "../src/codec";
+import { withExplain } from "../src/components/explain";
+import { staticModel } from "../src/static";
+import { renderView } from "../src/view";
+import { VIEWS } from "../src/index";
+
+const EVIL = '<img src=x onerror="window.__pwned=1">';
+
+function mount(state: Record<string, unknown>, live = false, views = VIEWS) {
+  const model = staticModel({ _rev: 0, ...state }, {}, []);
+  const el = document.createElement("div");
+  document.body.append(el);
+  renderView(model, el, views, live);
+  return { model, el };
+}
+
+afterEach(() => {
+  document.body.replaceChildren();
+  expect((window as any).__pwned).toBeUndefined();
+});
+
+const f32 = (v: number[]) => encodeArray(v, [v.length], "float32");
+const i32 = (v: number[]) => encodeArray(v, [v.length], "int32");
+const SCORES = ["correlation", "top_and_random", "top", "random", "detection_balanced_accuracy", "detection_auc", "fuzzing_balanced_accuracy", "fuzzing_auc"];
+
+describe("autointerp table", () => {
+  const state = () => {
+    const columns: Record<string, unknown> = {
+      model: ["demo", "demo", "demo"],
+      source: ["blocks.0.mlp.hook_post", "blocks.0.mlp.hook_post", "sae"],
+      explainer: ["offline-statistical", "gpt-x", "gpt-x"],
+      kind: ["statistical", "llm", "llm"],
+      explanation: ['[statistical, not LLM-written] tokens: " apple" (5.0)', "fruit words", EVIL],
+      unit: i32([7, 3, 12]),
+    };
+    for (const k of SCORES) columns[k] = f32(k === "correlation" ? [0.2, 0.9, NaN] : [0.5, 0.5, 0.5]);
+    return { _view: "autointerp_table", columns, score_names: SCORES, n_rows: 3, sort: "correlation", descending: true, filter: "", selected: null, can_open: true };
+  };
+  const units = (el: Element) => Array.from(el.querySelectorAll("tr.iw-ai-row")).map((r) => r.firstElementChild!.textContent);
+
+  it("sorts by score (missing last), by a clicked header, and filters", () => {
+    const { el } = mount(state());
+    expect(units(el)).toEqual(["3", "7", "12"]);
+    expect(el.querySelectorAll(".iw-ai-statistical").length).toBe(1);
+    expect(el.querySelector(".iw-ai-statistical")!.textContent).toBe("statistical, not LLM-written");
+    expect(el.textContent).toContain(EVIL);
+    (el.querySelector('th[data-sort="unit"]') as HTMLElement).click();
+    expect(units(el)).toEqual(["3", "7", "12"]);
+    (el.querySelector('th[data-sort="unit"]') as HTMLElement).click();
+    expect(units(el)).toEqual(["12", "7", "3"]);
+    const input = el.querySelector(".iw-ai-filter") as HTMLInputElement;
+    input.value = "FRUIT";
+    input.dispatchEvent(new Event("input"));
+    return new Promise<void>((done) =>
+      setTimeout(() => {
+        expect(units(el)).toEqual(["3"]);
+        expect(el.querySelector(".iw-ai-count")!.textContent).toBe("1 of 3 units");
+        done();
+      }, 200),
+    );
+  });
+});
+
+describe("probe view", () => {
+  const basis = (name: string, acc: number[], dense: number | null) => ({
+    name, selection: "mean_diff", n_units: 64, n_train: 70, n_test: 30,
+    k: i32([1, 2, 4]), accuracy: f32(acc), f1: f32(acc.map((a) => a - 0.1)),
+    dense_accuracy: dense, dense_f1: dense === null ? null : dense - 0.1, units: [i32([3]), i32([3, 9]), i32([3, 9, 1, 0])],
+  });
+  it("draws a line per basis, the dense ceilings and switches metric", () => {
+    const { el, model } = mount({ _view: "probe_view", bases: [basis("neurons", [0.6, 0.7, 0.8], 0.9), basis(EVIL, [0.5, 0.55, 0.6], null)], metric: "accuracy", title: "" });
+    expect(el.querySelectorAll("polyline.iw-probe-line").length).toBe(2);
+    expect(el.querySelectorAll("line.iw-probe-dense").length).toBe(1);
+    expect(el.querySelectorAll("circle.iw-probe-dot").length).toBe(6);
+    expect(el.querySelector("circle.iw-probe-dot title")!.textContent).toContain("units: 3");
+    const y0 = el.querySelector("circle.iw-probe-dot")!.getAttribute("cy");
+    model.set("metric", "f1");
+    expect(el.querySelector("circle.iw-probe-dot")!.getAttribute("cy")).not.toBe(y0);
+    expect(el.querySelector(".iw-probe-legend")!.textContent).toContain(EVIL);
+  });
+});
+
+describe("explain panel", () => {
+  const views = { unit: withExplain((ctx) => void ctx.root.append(document.createElement("div"))) };
+  it("shows a stored explanation with its badge and scores; needs a kernel to run", () => {
+    const { el } = mount({
+      _view: "unit", explain_llm: false,
+      explain_state: { status: "done", explanation: EVIL, kind: "statistical", explainer: "offline-statistical", scores: { correlation: 0.5, detection_auc: null } },
+    }, false, views);
+    expect(el.querySelector(".iw-ai-explanation")!.textContent).toBe(EVIL);
+    expect(el.querySelector(".iw-ai-badge")!.textContent).toBe("statistical, not LLM-written");
+    expect(el.querySelector('tr[data-score="correlation"] .iw-num')!.textContent).toBe("0.5000");
+    expect(el.querySelector('tr[data-score="detection_auc"] .iw-num')!.textContent).toBe("n/a");
+    expect((el.querySelector(".iw-ai-explain-button") as HTMLButtonElement).disabled).toBe(true);
+  });
+  it("shows progress and cancel while running, errors after", () => {
+    const { el, model } = mount({ _view: "unit", explain_llm: true, explain_state: { status: "running", step: "simulate", done: 1, total: 4, calls: 3 } }, true, views);
+    expect((el.querySelector(".iw-ai-cancel") as HTMLElement).hidden).toBe(false);
+    expect((el.querySelector(".iw-ai-progress") as HTMLProgressElement).value).toBe(1);
+    expect(el.querySelector(".iw-ai-status")!.textContent).toBe("simulate… (3 API calls)");
+    model.set("explain_state", { status: "error", error: "Authentication failed (HTTP 401)" });
+    expect(el.querySelector(".iw-ai-error")!.textContent).toContain("Authentication");
+    expect((el.querySelector(".iw-ai-cancel") as HTMLElement).hidden).toBe(true);
+  });
+  it("leaves views without explain_state alone", () => {
+    const { el } = mount({ _view: "unit" }, true, views);
+    expect(el.querySelector(".iw-ai-explain")).toBeNull();
+  });
+});
