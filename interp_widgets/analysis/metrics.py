@@ -146,7 +146,7 @@ def _show(tokens: Tokens) -> str:
     if isinstance(tokens, (str, int)):
         return repr(tokens)
     items = list(tokens)
-    return repr(items[0]) + ("..." if len(items) > 1 else "")
+    return repr(items[0]) + ("..." if len(items) > 1 else "") if items else "[]"
 
 
 def logit_diff(answer: Tokens, wrong: Tokens, *, pos: int = -1) -> Metric:
