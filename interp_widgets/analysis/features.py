@@ -214,3 +214,45 @@ def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]],
         bar.close()
     scan._finish(model)
     return scan
+
+
+def feature_table(scan: NeuronScan, explanations: dict[int, Any] | None = None) -> pd.DataFrame:
+    """One row per feature of a feature scan: feature, density, max (largest activation seen),
+    top_token (the token at the feature's top example; "" if it never fired) and explanation
+    (text from `explanations` {feature: text or (text, score)}, "" where none)."""
+    top = scan._top  # best first in each row; empty slots have doc -1
+    fired = top.doc[:, 0] >= 0
+    center = scan.meta["context"][0]
+    ids = top.ctx[:, 0, center].tolist()
+    vocab = scan.meta["vocab"]
+    explain = {int(f): (e[0] if isinstance(e, (tuple, list)) else e)
+               for f, e in (explanations or {}).items()}
+    return pd.DataFrame({
+        "feature": range(scan.n_neurons),
+        "density": scan.density.float().numpy(),
+        "max": torch.where(fired, top.value[:, 0], torch.zeros(())).numpy(),
+        "top_token": [vocab.get(str(i), "") if ok else "" for i, ok in zip(ids, fired.tolist())],
+        "explanation": [str(explain.get(f, "")) for f in range(scan.n_neurons)],
+    })
+
+
+def search_features(table: pd.DataFrame, query: str = "", sort: str = "max") -> pd.DataFrame:
+    """Rows of `feature_table` matching `query` (a feature id, or text found, case-insensitive,
+    in the top token or the explanation), sorted by "max" or "density" (descending) or
+    "feature"; an exact id match comes first."""
+    if sort not in ("max", "density", "feature"):
+        raise ValueError(f"sort must be 'max', 'density' or 'feature'; got {sort!r}.")
+    q = query.strip()
+    rows = table
+    if q:
+        low = q.lower()
+        hit = (table["top_token"].str.lower().str.contains(low, regex=False)
+               | table["explanation"].str.lower().str.contains(low, regex=False))
+        if q.isdigit():
+            hit |= table["feature"] == int(q)
+        rows = table[hit]
+    rows = rows.sort_values(sort, ascending=sort == "feature", kind="stable")
+    if q.isdigit():
+        exact = rows["feature"] == int(q)
+        rows = pd.concat([rows[exact], rows[~exact]])
+    return rows

@@ -10,21 +10,20 @@ import { attributionView } from "./widgets/attribution";
 import { patchingView } from "./widgets/patching";
 import { perturbationFlowView } from "./widgets/perturbation";
 import { steeringView } from "./widgets/steering";
-import { autointerpTable } from "./widgets/autointerp_table";
-import { probeView } from "./widgets/probe_view";
-import { withExplain } from "./components/explain";
+import { featureBrowser } from "./widgets/feature_browser";
+import { promptFeatures } from "./widgets/prompt_features";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
   attention: attentionView,
   logit_lens: logitLens,
-  neuron_view: withExplain(neuronView),
+  neuron_view: neuronView,
   patching: patchingView,
   attribution: attributionView,
   steering: steeringView,
   perturbation_flow: perturbationFlowView,
-  autointerp_table: autointerpTable,
-  probe_view: probeView,
+  feature_browser: featureBrowser,
+  prompt_features: promptFeatures,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {

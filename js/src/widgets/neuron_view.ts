@@ -17,7 +17,7 @@ import { fillToken, tokenAt, tokenSpan } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
 import { ask, type View, type ViewContext } from "../view";
 
-interface Example {
+export interface Example {
   doc: number;
   pos: number;
   value: number;
@@ -25,7 +25,7 @@ interface Example {
   acts: EncodedArray;
   center: number;
 }
-interface Bucket {
+export interface Bucket {
   lo: number;
   hi: number;
   q_lo: number;
@@ -54,8 +54,8 @@ interface Modulation {
 }
 
 const DEBOUNCE_MS = 300;
-const f32 = (e: EncodedArray) => decodeArray(e).data as Float32Array;
-const panel = (title: string, cls: string, wide = false) =>
+export const f32 = (e: EncodedArray) => decodeArray(e).data as Float32Array;
+export const panel = (title: string, cls: string, wide = false) =>
   h("section", { class: `iw-nv-panel ${cls}${wide ? " iw-nv-wide" : ""}` }, [h("h4", { text: title })]);
 
 /** A number input for an index in 0..max (kernel only). */
@@ -69,7 +69,7 @@ function indexInput(ctx: ViewContext, name: string, max: number): HTMLInputEleme
 }
 
 /** A row of heat-coloured token spans; the `center` token is outlined. */
-function heatTokens(tokens: string[], values: ArrayLike<number>, scale: Scale, center = -1): HTMLElement {
+export function heatTokens(tokens: string[], values: ArrayLike<number>, scale: Scale, center = -1): HTMLElement {
   const el = h("span", { class: "iw-nv-context" });
   tokens.forEach((t, i) => {
     const span = tokenSpan(t, 0, i);
@@ -80,7 +80,7 @@ function heatTokens(tokens: string[], values: ArrayLike<number>, scale: Scale, c
   return el;
 }
 
-function exampleRow(ex: Example, scale: Scale): HTMLElement {
+export function exampleRow(ex: Example, scale: Scale): HTMLElement {
   return h("div", { class: "iw-nv-example", attrs: { "data-doc": ex.doc, "data-pos": ex.pos } }, [
     h("span", { class: "iw-nv-value", text: fmt(ex.value), title: `document ${ex.doc}, position ${ex.pos}` }),
     heatTokens(ex.tokens, f32(ex.acts), scale, ex.center),
@@ -88,13 +88,13 @@ function exampleRow(ex: Example, scale: Scale): HTMLElement {
 }
 
 /** A signed bar, `v` against the largest magnitude `top`. */
-function signedBar(v: number, top: number): HTMLElement {
+export function signedBar(v: number, top: number): HTMLElement {
   const bar = h("span", { class: `iw-nv-signed ${v >= 0 ? "iw-pos" : "iw-neg"}` });
   bar.style.width = `${Math.round((60 * Math.abs(v)) / (top || 1))}px`;
   return bar;
 }
 
-function valueTable(cls: string, head: string[], rows: (string | Node)[][], attrs?: (i: number) => Record<string, string | number>): HTMLTableElement {
+export function valueTable(cls: string, head: string[], rows: (string | Node)[][], attrs?: (i: number) => Record<string, string | number>): HTMLTableElement {
   return h("table", { class: `iw-nv-table ${cls}` }, [
     h("thead", {}, [h("tr", {}, head.map((x) => h("th", { text: x })))]),
     h(
@@ -107,7 +107,7 @@ function valueTable(cls: string, head: string[], rows: (string | Node)[][], attr
   ]);
 }
 
-const tokenCell = (t: string) => fillToken(h("span", { class: "iw-tok-text" }), t);
+export const tokenCell = (t: string) => fillToken(h("span", { class: "iw-tok-text" }), t);
 
 export const neuronView: View = (ctx) => {
   const { model, root } = ctx;

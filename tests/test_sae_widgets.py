@@ -1,0 +1,100 @@
+"""FeatureBrowser and PromptFeatures: what they sync, what they answer on request, their errors,
+and their static export (the browser half is in tests/e2e or test_export's Chromium checks)."""
+
+import numpy as np
+import pytest
+import torch
+from test_sae import model_for_tests
+
+from interp_widgets.analysis.features import feature_table, scan_features, search_features
+from interp_widgets.sae import SAE
+from interp_widgets.widgets import FeatureBrowser, PromptFeatures
+from interp_widgets.widgets._codec import decode_array
+
+torch.set_num_threads(1)
+DOCS = ["When Mary and John went to the store, John gave a drink to Mary.",
+        "The cat sat on the mat. The cat sat on the mat again.", "Everyone wanted the apple."] * 2
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+
+
+@pytest.fixture(scope="module")
+def lm(request, tmp_path_factory):
+    return model_for_tests(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def sae(lm):
+    return SAE(lm.cfg.d_model, 64, arch="topk", k=4, hook_name="blocks.1.hook_resid_pre", seed=0)
+
+
+@pytest.fixture(scope="module")
+def scan(lm, sae):
+    return scan_features(lm, sae, DOCS, k=5, progress=False)
+
+
+def test_scan_and_table(lm, sae, scan):
+    assert scan.n_neurons == 64 and scan.hook == sae.hook_name
+    assert scan.n_tokens == sum(len(lm.to_tokens(d)[0]) - 1 for d in DOCS)
+    table = feature_table(scan, {3: ("fires on cats", 0.8)})
+    assert len(table) == 64 and table.loc[3, "explanation"] == "fires on cats"
+    f = int(table["max"].idxmax())
+    assert table.loc[f, "max"] == pytest.approx(float(scan.top_values(f)[0]))
+    ex = scan.top_examples(f)[0]
+    assert table.loc[f, "top_token"] == ex.tokens[ex.center]
+    assert search_features(table, "cats")["feature"].tolist() == [3]
+    assert search_features(table, "7")["feature"].iloc[0] == 7
+    dens = search_features(table, "", "density")["density"]
+    assert dens.is_monotonic_decreasing
+    with pytest.raises(ValueError, match="sort must be"):
+        search_features(table, "", "name")
+
+
+def test_feature_browser(lm, sae, scan, tmp_path):
+    fb = FeatureBrowser(lm, sae, scan=scan, explanations={5: "an explanation"}, progress=False)
+    assert fb.n_features == 64 and fb.stats["max"] > 0 and len(fb.nearest) == 10
+    page = fb.call("list", {"query": "", "sort": "density", "offset": 10, "limit": 20})
+    assert page["total"] == 64 and page["offset"] == 10
+    assert decode_array(page["ids"]).shape == (20,) and len(page["labels"]) == 20
+    assert np.all(np.diff(decode_array(page["density"])) <= 0)
+    fb.call("select", {"feature": 5})
+    assert fb.feature == 5 and fb.explanation == {"text": "an explanation", "score": None}
+    ex = fb.call("examples", {})
+    assert len(ex["top"]) == len(scan.top_examples(5)[:10])
+    assert fb.answer("select", {"feature": 64}) == {
+        "ok": False, "error": "select: feature 64 is out of range 0..63"}
+    assert fb.data["table"] is not None
+    path = fb.to_html(tmp_path / "fb.html")
+    assert path.stat().st_size < 2_000_000
+    with pytest.raises(ValueError, match="covers 64 units"):
+        FeatureBrowser(lm, SAE(lm.cfg.d_model, 32, hook_name=sae.hook_name), scan=scan)
+
+
+def test_feature_browser_without_scan(lm, sae):
+    fb = FeatureBrowser(lm, sae)
+    assert fb.stats == {} and fb.histogram is None
+    page = fb.call("list", {"query": "12"})
+    assert decode_array(page["ids"]).tolist() == [12]
+    assert fb.call("examples", {}) == {"top": [], "buckets": []}
+
+
+def test_prompt_features(lm, sae, tmp_path):
+    pf = PromptFeatures(lm, sae, PROMPT, k=5)
+    n = len(pf.tokens)
+    assert pf.pos == n - 1 and 0 < len(pf.active) <= 4
+    assert decode_array(pf.token_max).shape == (n,)
+    f = pf.active[0][0]
+    acts = decode_array(pf.call("feature_acts", {"feature": f})["acts"])
+    assert acts.shape == (n,) and acts[-1] == pytest.approx(pf.active[0][1], rel=1e-5)
+    r = pf.call("intervene", {"feature": f, "stop": 0})
+    assert r["kl"] >= 0 and len(r["before"]["tokens"]) == 5
+    r4 = pf.call("intervene", {"feature": f, "stop": 16})
+    assert r4["value"] == pytest.approx(4 * float(acts.max()), rel=1e-5) and r4["kl"] > r["kl"]
+    pf.call("select", {"pos": 2, "by": "logit", "target": ""})
+    assert pf.pos == 2 and pf.by == "logit"
+    contrib = [abs(c) for _, _, c in pf.active]
+    assert contrib == sorted(contrib, reverse=True)
+    pf.call("set_prompt", {"prompt": "The cat sat"})
+    assert pf.prompt == "The cat sat" and pf.pos == len(pf.tokens) - 1
+    assert "empty" in pf.answer("set_prompt", {"prompt": " "})["error"]
+    assert "out of range" in pf.answer("intervene", {"feature": 0, "stop": 17})["error"]
+    assert pf.to_html(tmp_path / "pf.html").exists()
