@@ -20,6 +20,12 @@ from .neuron_view import NeuronView  # noqa: E402
 
 __all__ += ["NeuronView"]
 
+from .autointerp_table import AutoInterpTable  # noqa: E402
+from .explain import ExplainMixin  # noqa: E402
+from .probe_view import ProbeView  # noqa: E402
+
+__all__ += ["AutoInterpTable", "ExplainMixin", "ProbeView"]
+
 from .feature_browser import FeatureBrowser  # noqa: E402
 from .prompt_features import PromptFeatures  # noqa: E402
 

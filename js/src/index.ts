@@ -12,18 +12,23 @@ import { perturbationFlowView } from "./widgets/perturbation";
 import { steeringView } from "./widgets/steering";
 import { featureBrowser } from "./widgets/feature_browser";
 import { promptFeatures } from "./widgets/prompt_features";
+import { autointerpTable } from "./widgets/autointerp_table";
+import { probeView } from "./widgets/probe_view";
+import { withExplain } from "./components/explain";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
   attention: attentionView,
   logit_lens: logitLens,
-  neuron_view: neuronView,
+  neuron_view: withExplain(neuronView),
   patching: patchingView,
   attribution: attributionView,
   steering: steeringView,
   perturbation_flow: perturbationFlowView,
   feature_browser: featureBrowser,
   prompt_features: promptFeatures,
+  autointerp_table: autointerpTable,
+  probe_view: probeView,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
