@@ -98,3 +98,37 @@ def test_prompt_features(lm, sae, tmp_path):
     assert "empty" in pf.answer("set_prompt", {"prompt": " "})["error"]
     assert "out of range" in pf.answer("intervene", {"feature": 0, "stop": 17})["error"]
     assert pf.to_html(tmp_path / "pf.html").exists()
+
+
+# -- the static exports in Chromium (file://, network blocked) ------------------------------------
+@pytest.fixture(scope="module")
+def chromium():
+    from test_export import browser as make_browser
+
+    yield from make_browser.__wrapped__()
+
+
+def test_static_exports_render_and_respond(lm, sae, scan, tmp_path, chromium):
+    from test_export import Opened
+
+    fb = FeatureBrowser(lm, sae, scan=scan, progress=False)
+    o = Opened(chromium, fb.to_html(tmp_path / "fb.html"))
+    page = o.page
+    page.locator(".iw-fb-row").first.wait_for()
+    assert page.locator(".iw-fb-row").count() == 50
+    assert page.locator(".iw-nv-top .iw-nv-example").count() == len(scan.top_examples(fb.feature))
+    page.select_option("select.iw-fb-sort", "feature")
+    page.wait_for_function("document.querySelector('.iw-fb-row').dataset.feature === '0'")
+    o.check_clean()
+    page.close()
+
+    pf = PromptFeatures(lm, sae, PROMPT, k=3)
+    o = Opened(chromium, pf.to_html(tmp_path / "pf.html"))
+    page = o.page
+    page.locator(".iw-pf-result table.iw-topk").first.wait_for()
+    assert page.locator(".iw-pf-row").count() == len(pf.active)
+    page.locator(".iw-pf-slider").fill("0")
+    page.locator(".iw-pf-result", has_text="ablated").wait_for()
+    assert page.locator(".iw-pf-prompt").is_disabled()  # re-running needs a kernel
+    o.check_clean()
+    page.close()
