@@ -260,3 +260,19 @@ def test_active_features_and_intervention(lm, sae):
     assert big.kl > same.kl
     with pytest.raises(ValueError, match="needs a value"):
         intervene_on_feature(lm, sae, PROMPTS[0], f, mode="clamp")
+
+
+def test_label_selectivity(lm, sae, hook):
+    from interp_widgets.analysis import label_selectivity
+
+    labelled = [(p, lab) for p, lab in zip(PROMPTS * 3, ["a", "b"] * 3)]
+    df = label_selectivity(lm, labelled, "a", sae=sae)
+    assert len(df) == sae.d_sae and df["selectivity"].is_monotonic_decreasing
+    top = df.iloc[0]
+    assert (top["mean_in"] > top["mean_out"]) == (top["selectivity"] > 0)
+    neurons = label_selectivity(lm, labelled, "b", hook="blocks.0.mlp.hook_post")
+    assert len(neurons) == lm.cfg.d_mlp
+    with pytest.raises(ValueError, match="exactly one of"):
+        label_selectivity(lm, labelled, "a")
+    with pytest.raises(ValueError, match="No document is labelled 'c'"):
+        label_selectivity(lm, labelled, "c", sae=sae)

@@ -88,6 +88,10 @@ __all__ += ["FeatureIntervention", "FeatureLogitEffect", "active_features",
             "feature_logit_effect", "intervene_on_feature", "nearest_features",
             "prompt_feature_acts"]
 
+from .features import feature_table, label_selectivity, scan_features, search_features  # noqa: E402
+
+__all__ += ["feature_table", "label_selectivity", "scan_features", "search_features"]
+
 from .probing import (  # noqa: E402
     ProbeComparison,
     SparseProbeResult,
