@@ -96,6 +96,10 @@ class FeatureBrowser(BaseWidget):
                 "edges": encode_array(edges[lo: hi + 1].float(), "float32")}
         return stats, hist
 
+    def show(self, feature: int) -> None:
+        """Show `feature` (as clicking it in the list does)."""
+        self._select(int(feature))
+
     # -- requests -------------------------------------------------------------------------------
     @request_handler("select")
     def _select_request(self, feature: int) -> dict[str, Any]:

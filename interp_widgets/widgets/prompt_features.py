@@ -68,6 +68,15 @@ class PromptFeatures(PromptWidget):
         self.active = [[int(f), float(a), float(c)] for f, a, c in
                        zip(rows["feature"], rows["activation"], rows["logit_contribution"])]
 
+    def select(self, pos: int, by: str = "activation", target: str | None = None) -> None:
+        """Rank the features at token `pos` (negative counts from the end) by "activation" or by
+        "logit" contribution to `target` (default: the top prediction), as a click does."""
+        if by not in ("activation", "logit"):
+            raise ValueError(f"by must be 'activation' or 'logit', got {by!r}")
+        with self.hold_sync():
+            self._choose(pos, by, target or "")
+            self._rev += 1
+
     # -- requests -------------------------------------------------------------------------------
     @request_handler("set_prompt")
     def _set_prompt(self, prompt: str) -> dict[str, Any]:
@@ -80,11 +89,7 @@ class PromptFeatures(PromptWidget):
     def _select(self, pos: int, by: str = "activation", target: str = "") -> dict[str, Any]:
         """Rank the features at token `pos` by "activation" or "logit" (of `target`)."""
         check_index("pos", pos, len(self.tokens))
-        if by not in ("activation", "logit"):
-            raise ValueError(f"by must be 'activation' or 'logit', got {by!r}")
-        with self.hold_sync():
-            self._choose(pos, by, target)
-            self._rev += 1
+        self.select(pos, by, target)
         return {}
 
     @request_handler("feature_acts")
