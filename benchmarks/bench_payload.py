@@ -249,14 +249,16 @@ def main() -> None:
     ]
     for name, o, cv in rows:
         print(name, json.dumps(o), json.dumps(cv))
+    att = rows[1][1]
     notes = f"""
 Ours: every comm message (JSON as jupyter_client packs it, plus binary buffers) and the
-`display_data`. The AttentionView row includes the float16 pattern of all {args.heads} heads, each
-fetched on demand (the view fetches only the heads a person clicks). Our JS/CSS bundle travels in
-each widget's state; the "data only" column leaves it out. Circuitsvis: the `display_data` of its
-`_repr_html_`, whose data are `tolist()` JSON; offline it inlines its JS bundle in every output.
-Same tokens ({TOKEN_SOURCE[0]}) and the same float32 values (random normal metrics; causal softmax
-patterns) on both sides.
+`display_data`. The AttentionView row includes the float16 pattern of all {args.heads} heads,
+each fetched on demand: the view fetches only the heads a person clicks; before any click it
+has received {kb(att["total"] - att["on_demand"])} (tokens, uint8 thumbnails, scores, bundle).
+Our JS/CSS bundle travels in each widget's state; the "data only" column leaves it out.
+Circuitsvis: the `display_data` of its `_repr_html_`, whose data are `tolist()` JSON; offline
+it inlines its JS bundle in every output. Same tokens ({TOKEN_SOURCE[0]}) and the same float32
+values (random normal metrics; causal softmax patterns) on both sides.
 
 Command: `.venv/bin/python benchmarks/bench_payload.py` ({machine()}).
 """
