@@ -120,6 +120,16 @@ def test_batched_rows_do_not_change_the_numbers(model):
     assert torch.allclose(small.values, big.values, atol=1e-5)
 
 
+def test_any_callable_metric(model, patcher):
+    """A plain function sees full logits (no last-position shortcut) and gives the same grid."""
+    a, w = single_token_id(model, ANSWER), single_token_id(model, WRONG)
+    res = activation_patching(model, CLEAN, CORRUPT,
+                              lambda lg: (lg[:, -1, a] - lg[:, -1, w]).mean(),
+                              component="mlp_out", normalize=False)
+    assert res.metric == "<lambda>"
+    assert torch.allclose(res.values, patcher.sweep("mlp_out", normalize=False).values, atol=1e-4)
+
+
 def test_batch_of_prompt_pairs_equals_transformer_lens(model):
     flip = "When John and Mary went to the store, Mary gave a drink to"  # the answer is John
     prompts, corrupts = [CLEAN, flip], [CORRUPT, flip.replace(", Mary", ", John")]

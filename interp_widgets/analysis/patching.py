@@ -13,6 +13,8 @@ the model with any set of cells interpolated by alpha between corrupt (0) and cl
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,7 @@ import pandas as pd
 import torch
 
 from ..model import Inputs, Model
-from .metrics import as_metric, metric_name
+from .metrics import Metric, as_metric, metric_name
 
 #: component -> (hook suffix under ``blocks.{layer}.``, activation kind)
 COMPONENTS: dict[str, tuple[str, str]] = {
@@ -35,6 +37,8 @@ COMPONENTS: dict[str, tuple[str, str]] = {
     "head_pattern": ("attn.hook_pattern", "pattern"),  # [batch, head, q_pos, k_pos]
 }
 POSITIONS = ("each", "all")
+#: kind -> the position axis of an activation without its batch axis (query position of patterns)
+POS_AXIS = {"resid": 0, "head": 0, "pattern": 1}
 #: rows x prompts x positions x vocab floats one batched forward may produce (1 GiB of logits)
 LOGIT_BUDGET = 2**28
 
@@ -192,12 +196,16 @@ class Patcher:
         self.metric = as_metric(metric, model)
         self.metric_name = metric_name(metric)
         self.batch, self.n_pos = self.clean_tokens.shape
-        self._acts: dict[str, torch.Tensor] = {}
+        self._acts: dict[str, dict[str, torch.Tensor]] = {}
+        self._past: Any = None  # the corrupted run's KV cache, made on first use
         with torch.no_grad():
             self.clean_logits = model.bridge(self.clean_tokens)  # [batch, pos, vocab]
             self.corrupt_logits = model.bridge(self.corrupt_tokens)
         self.clean_value = self._value(self.clean_logits)
         self.corrupt_value = self._value(self.corrupt_logits)
+        #: sweeps need only the last position's logits when the metric reads only that
+        self._last_only = isinstance(self.metric, Metric) and self.metric.pos == -1 and \
+            _keeps_logits(model)
         per_row = self.batch * self.n_pos * model.cfg.d_vocab
         self.max_rows = max_rows or max(1, LOGIT_BUDGET // per_row)
 
@@ -253,37 +261,88 @@ class Patcher:
     # ---- running --------------------------------------------------------------------------
     def clean_acts(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
         """{hook: Tensor[batch, ...]} of the clean run, cached across calls."""
-        missing = [n for n in names if n not in self._acts]
-        if missing:
-            with torch.no_grad():
-                _, cache = self.model.bridge.run_with_cache(self.clean_tokens,
-                                                            names_filter=missing)
-            self._acts.update({n: cache[n] for n in missing})
-        return {n: self._acts[n] for n in names}
+        return self._acts_of("clean", names)
 
-    def _hooks(self, rows: Sequence[Sequence[tuple[Cell, float]]]) -> list[tuple[str, Callable]]:
-        """Forward hooks that patch row r of a [rows * batch] run with rows[r]'s cells."""
+    def corrupt_acts(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """{hook: Tensor[batch, ...]} of the corrupted run, cached across calls."""
+        return self._acts_of("corrupt", names)
+
+    def _acts_of(self, which: str, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        store = self._acts.setdefault(which, {})
+        missing = [n for n in names if n not in store]
+        if missing:
+            tokens = self.clean_tokens if which == "clean" else self.corrupt_tokens
+            with torch.no_grad():
+                _, cache = self.model.bridge.run_with_cache(tokens, names_filter=missing)
+            store.update({n: cache[n] for n in missing})
+        return {n: store[n] for n in names}
+
+    def _hooks(self, rows: Sequence[Sequence[tuple[Cell, float]]], start: int = 0
+               ) -> list[tuple[str, Callable]]:
+        """Forward hooks that patch row r of a [rows * batch] run with rows[r]'s cells; the run
+        covers positions start.. (the prefix comes from the corrupted run's KV cache)."""
         targets = [(r, cell, alpha, component_hook(cell.component, cell.layer))
                    for r, cells in enumerate(rows) for cell, alpha in cells]
         acts = self.clean_acts(list(dict.fromkeys(t[3] for t in targets)))
-        by_hook: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
+        by_hook: dict[str, tuple[str, list[int], list[torch.Tensor]]] = {}
         for r, cell, alpha, name in targets:
             kind = COMPONENTS[cell.component][1]
             w = _cell_weight(kind, acts[name].shape[1:-1], cell, alpha)
-            idx, ws = by_hook.setdefault(name, ([], []))
+            _, idx, ws = by_hook.setdefault(name, (kind, [], []))
             idx.append(r)
             ws.append(w)
-        dev = self.model.device
-        return [(name, _interpolate_hook(acts[name], torch.tensor(idx, device=dev),
-                                         torch.stack(ws).to(dev), len(rows), self.batch))
-                for name, (idx, ws) in by_hook.items()]
+        dev, hooks = self.model.device, []
+        for name, (kind, idx, ws) in by_hook.items():
+            axis = POS_AXIS[kind]  # position axis of an activation without its batch axis
+            clean = acts[name].narrow(axis + 1, start, acts[name].shape[axis + 1] - start)
+            weight = torch.stack(ws).narrow(axis + 1, start, ws[0].shape[axis] - start)
+            hooks.append((name, _interpolate_hook(clean, torch.tensor(idx, device=dev),
+                                                  weight.to(dev), len(rows), self.batch)))
+        return hooks
 
-    def _forward(self, rows: Sequence[Sequence[tuple[Cell, float]]]) -> torch.Tensor:
-        """Tensor[rows, batch, pos, vocab]: the corrupted prompts with each row's patches."""
-        tokens = self.corrupt_tokens.repeat(len(rows), 1)  # [rows * batch, pos]
+    def _forward(self, rows: Sequence[Sequence[tuple[Cell, float]]], start: int = 0,
+                 last_only: bool = False) -> torch.Tensor:
+        """Tensor[rows, batch, pos - start (1 if last_only), vocab]: the corrupted prompts with
+        each row's patches, run from position `start` on top of the corrupted run's KV cache
+        (positions before a patch are the corrupted run's: the model is causal)."""
+        n = len(rows)
+        tokens = self.corrupt_tokens[:, start:].repeat(n, 1)  # [rows * batch, pos - start]
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if last_only else {}
         with torch.no_grad():
-            logits = self.model.bridge.run_with_hooks(tokens, fwd_hooks=self._hooks(rows))
-        return logits.reshape(len(rows), self.batch, *logits.shape[1:])
+            if start > 0:
+                kwargs["past_key_values"] = self._prefix_cache(start, n)
+            logits = self.model.bridge.run_with_hooks(tokens, fwd_hooks=self._hooks(rows, start),
+                                                      **kwargs)
+        return logits.reshape(n, self.batch, *logits.shape[1:])
+
+    def _prefix_cache(self, start: int, n: int) -> Any:
+        """The corrupted run's KV cache cut to `start` positions, tiled for n rows of the batch."""
+        if self._past is None:
+            with torch.no_grad():
+                _, self._past = self.model.bridge(self.corrupt_tokens,
+                                                  return_type="logits_and_cache")
+        past = copy.deepcopy(self._past)
+        past.crop(start - self.n_pos)  # negative: drop that many positions from the end
+        past.batch_select_indices(torch.arange(self.batch, device=self.model.device).repeat(n))
+        return past
+
+    def _start(self, cells: Sequence[Cell]) -> int:
+        """The first position any of `cells` touches (0 when one covers every position)."""
+        return min((0 if c.pos is None else c.pos) for c in cells) if cells else 0
+
+    def _noop(self, component: str, positions: str) -> torch.Tensor:
+        """Bool grid (as `grid_shape`): True where the clean and corrupted activations are
+        identical, so patching changes nothing and the result is the corrupted run's metric."""
+        kind = COMPONENTS[component][1]
+        names = [component_hook(component, layer) for layer in range(self.model.cfg.n_layers)]
+        clean, corrupt = self.clean_acts(names), self.corrupt_acts(names)
+        grids = []
+        for name in names:
+            differs = (clean[name] != corrupt[name]).any(-1).any(0)  # [pos], [pos, head], [head, q]
+            if kind == "pattern":
+                differs = differs.T  # [q, head]
+            grids.append(differs if positions == "each" else differs.any(0))
+        return ~torch.stack(grids).cpu()
 
     def logits(self, cells: Sequence[Cell], alpha: float = 1.0) -> torch.Tensor:
         """Tensor[batch, pos, vocab]: the corrupted run with every cell set to
@@ -291,7 +350,9 @@ class Patcher:
         cells = [self.check_cell(c) for c in cells]
         if not cells:
             return self.corrupt_logits
-        return self._forward([[(c, float(alpha)) for c in cells]])[0]
+        start = self._start(cells)
+        tail = self._forward([[(c, float(alpha)) for c in cells]], start)[0]
+        return torch.cat([self.corrupt_logits[:, :start], tail], 1)
 
     def run(self, cells: Sequence[Cell], alpha: float = 1.0, k: int = 5) -> PatchOutcome:
         """The metric (raw and on the 0..1 scale) and the top-k next tokens of the first prompt
@@ -329,13 +390,18 @@ class Patcher:
               normalize: bool = True) -> PatchResult:
         """Exact activation patching of every cell, many cells per batched forward pass."""
         cells = self.cells(component, positions)
+        values = torch.full((len(cells),), self.corrupt_value)
+        noop = self._noop(component, positions).reshape(-1).tolist()
+        todo = sorted((i for i in range(len(cells)) if not noop[i]),
+                      key=lambda i: self._start([cells[i]]))
         per = max(1, self.max_rows // self.batch)
-        values = []
-        for start in range(0, len(cells), per):
-            chunk = cells[start:start + per]
-            logits = self._forward([[(c, 1.0)] for c in chunk])
-            values += [self._value(row) for row in logits]
-        grid = torch.tensor(values).reshape(self.grid_shape(component, positions))
+        for at in range(0, len(todo), per):
+            chunk = todo[at:at + per]
+            logits = self._forward([[(cells[i], 1.0)] for i in chunk],
+                                   self._start([cells[i] for i in chunk]), self._last_only)
+            for i, row in zip(chunk, logits):
+                values[i] = self._value(row)
+        grid = values.reshape(self.grid_shape(component, positions))
         return self._result(grid, component, positions, normalize, "activation patching")
 
     def attribution(self, component: str, positions: str = "each", *,
@@ -433,3 +499,13 @@ def attribution_patching(model: Model, clean: Inputs, corrupt: Inputs,
     result_dims(component, positions)
     return Patcher(model, clean, corrupt, metric).attribution(component, positions,
                                                               normalize=normalize)
+
+
+def _keeps_logits(model: Model) -> bool:
+    """Whether the Hugging Face model behind the bridge takes `logits_to_keep` (unembed only the
+    last positions)."""
+    hf = getattr(model.bridge, "original_model", None)
+    try:
+        return "logits_to_keep" in inspect.signature(hf.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
