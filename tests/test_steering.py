@@ -8,9 +8,11 @@ from interp_widgets.analysis import (
     SteeringVector,
     generate,
     kl_to_baseline,
+    logit_diff,
     pca_directions,
     perturbation_flow,
     sae_direction,
+    steering_effect,
     steering_vector,
 )
 from interp_widgets.analysis.steering import steered_logits
@@ -78,6 +80,18 @@ def test_steering_changes_generation_and_zero_does_not(model, mean_diff):
     kl = kl_to_baseline(model, big.tokens, [(mean_diff, 1, 40.0)])
     assert kl.shape == (len(big.tokens),) and kl.min() >= -1e-6 and kl.max() > 0
     assert kl_to_baseline(model, big.tokens, None).abs().max() < 1e-6
+
+
+def test_steering_effect_matches_single_runs(model, mean_diff):
+    prompts = [p for p, _, _ in article_prompts(4, seed=5)]  # of different lengths
+    metric = logit_diff(" an", " a").bind(model)
+    steer = [(mean_diff, 1, 5.0)]
+    effect = steering_effect(model, prompts, metric, steer)
+    for i, p in enumerate(prompts):
+        one = metric(steered_logits(model, model.to_tokens(p), steer)).item()
+        assert effect[i].item() == pytest.approx(one, abs=1e-4)
+    plain = steering_effect(model, prompts, lambda lg: lg[0, -1, 0])
+    assert plain.shape == (4,)
 
 
 def test_layer_and_shape_errors(model, mean_diff):

@@ -63,6 +63,7 @@ from .steering import (  # noqa: E402
     pca_directions,
     perturbation_flow,
     sae_direction,
+    steering_effect,
     steering_vector,
 )
 
@@ -71,7 +72,7 @@ __all__ += [
     "PerturbationFlow", "SteeringVector", "TokenAttribution", "activation_patching",
     "attribution_patching", "direct_logit_attribution", "generate", "input_attribution",
     "kl_to", "kl_to_baseline", "logit_diff", "logit_diff_lens", "pca_directions",
-    "perturbation_flow", "sae_direction", "steering_vector", "token_prob",
+    "perturbation_flow", "sae_direction", "steering_effect", "steering_vector", "token_prob",
 ]
 
 from .features import (  # noqa: E402

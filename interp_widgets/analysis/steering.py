@@ -225,6 +225,26 @@ def steered_logits(model: Model, tokens: torch.Tensor, steer: Steer | None) -> t
         return model.bridge.run_with_hooks(tokens.to(model.device), fwd_hooks=hooks)
 
 
+def steering_effect(model: Model, prompts: str | Sequence[str], metric: Any,
+                    steer: Steer | None = None) -> torch.Tensor:
+    """Tensor[batch]: `metric` (e.g. `logit_diff(" an", " a")`) of the next-token logits after
+    each prompt's last token, with `steer` applied; prompts of any lengths, one padded pass."""
+    from .metrics import Metric, as_metric
+
+    metric = as_metric(metric, model)
+    tokens, mask, _ = model._tokenize(prompts if not isinstance(prompts, str) else [prompts],
+                                      prepend_bos=True)
+    kwargs = {"attention_mask": mask} if bool((mask == 0).any()) else {}
+    hooks = _steer_hooks(_edits(model, steer), [0])
+    with torch.no_grad():
+        logits = model.bridge.run_with_hooks(tokens, fwd_hooks=hooks, **kwargs)
+    rows = torch.arange(len(tokens), device=logits.device)
+    last = logits[rows, mask.sum(1) - 1][:, None]  # [batch, 1, vocab]
+    if isinstance(metric, Metric):
+        return metric.per_row(last).cpu()
+    return torch.stack([torch.as_tensor(metric(row[None])).reshape(()) for row in last]).cpu()
+
+
 @dataclass
 class Generation:
     """A generated continuation.
