@@ -5,11 +5,15 @@
   top_and_random: the same over the "top" and "random" records (OpenAI's headline score), and
   `top` / `random` over each alone.
 - detection (after EleutherAI's Delphi): can the explanation tell records where the unit fires
-  (true 0-10 activation >= `active_min` somewhere) from records where it does not? Balanced
+  from records where it does not? Positives are the "top" (and "quantile") records; negatives the
+  "random" records that do not fire (0-10 activation below `active_min` everywhere; random
+  records that fire are left out). Records without a source are labelled by that threshold
+  alone. Balanced accuracy and ROC AUC; NaN, with a note, when a class is missing (a unit that
+  fires nearly everywhere has no non-firing random records).
+- fuzzing (Delphi): in each record that fires, its strongest tokens (0-10 activation at least
+  `active_min` and at least half the record's peak) are marked, and a copy marks as many other
+  tokens at random instead; can the explanation tell the right marks from the wrong? Balanced
   accuracy and ROC AUC.
-- fuzzing (Delphi): in each firing record the active tokens are marked, and a copy marks as many
-  inactive tokens at random instead; can the explanation tell the right marks from the wrong?
-  Balanced accuracy and ROC AUC.
 With the LLM, detection and fuzzing ask for a probability per text (threshold 0.5 for balanced
 accuracy). Offline, a text's score is the simulated activation (max over the text for detection,
 mean over the marked tokens for fuzzing) divided by 10, with threshold `active_min / 10`.
@@ -124,21 +128,42 @@ def score(explanation: str, records: Sequence[ActivationRecord], *, simulator: s
     levels = [normalize(r.activations, max_activation(records)) for r in records]
     if detection:
         step("detection")
-        labels = [int(max(v, default=0) >= active_min) for v in levels]
-        if llm is None:
-            probs = [max(p, default=0.0) / 10 for p in pred]
+        chosen = [(i, lab) for i, lab in enumerate(_detection_labels(records, levels,
+                                                                     active_min))
+                  if lab is not None]
+        labels = [lab for _, lab in chosen]
+        if len(set(labels)) < 2:
+            out.notes.append("detection: needs firing (top) records and random records that do "
+                             "not fire")
+        elif llm is None:
+            probs = [max(pred[i], default=0.0) / 10 for i, _ in chosen]
         else:
-            texts = ["".join(r.tokens) for r in records]
+            texts = ["".join(records[i].tokens) for i, _ in chosen]
             probs = _judge(llm, str(explanation), texts, prompts.DETECTION_TASK,
                            examples_per_call, seed, budget, cancel)
-        thr = active_min / 10 if llm is None else 0.5
-        out.detection_balanced_accuracy, out.detection_auc = _classification(labels, probs, thr)
-        if len(set(labels)) < 2:
-            out.notes.append("detection: needs records both with and without activation")
+        if len(set(labels)) == 2:
+            thr = active_min / 10 if llm is None else 0.5
+            out.detection_balanced_accuracy, out.detection_auc = _classification(labels, probs,
+                                                                                 thr)
     if fuzzing:
         step("fuzzing")
         _fuzz(out, explanation, records, levels, pred, llm, active_min, examples_per_call, seed,
               budget, cancel)
+    return out
+
+
+def _detection_labels(records: Sequence[ActivationRecord], levels: list[list[int]],
+                      active_min: int) -> list[int | None]:
+    """1 (fires), 0 (does not) or None (left out) per record; see the module docstring."""
+    out: list[int | None] = []
+    for r, v in zip(records, levels):
+        fires = max(v, default=0) >= active_min
+        if r.source in ("top", "quantile"):
+            out.append(1)
+        elif r.source == "random":
+            out.append(None if fires else 0)
+        else:
+            out.append(int(fires))
     return out
 
 
@@ -149,7 +174,8 @@ def _fuzz(out: Scores, explanation: str, records: Sequence[ActivationRecord],
     rng = random.Random(seed)
     items: list[tuple[int, list[bool], int]] = []  # (record, marks, label)
     for i, v in enumerate(levels):
-        right = [x >= active_min for x in v]
+        peak = max(v, default=0)
+        right = [x >= max(active_min, math.ceil(peak / 2)) for x in v]
         idle = [j for j, m in enumerate(right) if not m]
         n = sum(right)
         if n == 0 or len(idle) < n:

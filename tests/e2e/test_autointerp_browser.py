@@ -1,0 +1,160 @@
+"""Auto-interp widgets in a real JupyterLab 4 with Chromium: NeuronView's Explain button against a
+loopback OpenAI-compatible server run by the kernel (progress, result, cancel, nothing stored on
+cancel, the API key in neither the widget state nor the saved notebook), AutoInterpTable (sort,
+filter, click opens the unit below) and ProbeView (lines per basis, metric switch).
+
+`IW_E2E_MODEL=<path>` loads another model than the demo (e.g. a tiny local GPT-2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import e2e_harness as h
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+MODEL = os.environ.get("IW_E2E_MODEL", "demo")
+KEY = "sk-e2e-secret-7c1d2e3f4a5b"
+KEY_SRC = '"sk-e2e-" + "secret-7c1d2e3f4a5b"'  # so the cell sources never hold the key itself
+NV = ".iw-root[data-view='neuron_view']"
+TABLE = ".iw-root[data-view='autointerp_table']"
+PROBE = ".iw-root[data-view='probe_view']"
+CELLS = [
+    "import json, tempfile, pathlib\nimport numpy as np\nimport interp_widgets as iw\n"
+    "from interp_widgets import autointerp as ai\n"
+    "from interp_widgets.autointerp.fake_server import FakeOpenAIServer\n"
+    "from interp_widgets.analysis import compare_bases\n"
+    "from interp_widgets.widgets import AutoInterpTable, NeuronView, ProbeView\n"
+    f"model = iw.load_model({MODEL!r})\n"
+    f"KEY = {KEY_SRC}\nserver = FakeOpenAIServer(api_key=KEY).start()\n"
+    "store = ai.AutoInterpStore(pathlib.Path(tempfile.mkdtemp()) / 'ai.sqlite')\n"
+    "docs = iw.demo.corpus(24, seed=3)",
+    "view = NeuronView(model, 0, 5, corpus=docs, targets=[' Mary'], progress=False)\n"
+    "view.explain_with(store, model='fake-llm', base_url=server.base_url, api_key=KEY)\n"
+    "view",
+    "scan = view.data['scan']\n"
+    "ai.explain_units({n: ai.records_from_scan(scan, n) for n in range(6)}, model_id=model.name,"
+    " source=scan.meta['hook'], store=store, progress=False)\n"
+    "table = AutoInterpTable(store, model=model, corpus=docs, targets=[' Mary'], progress=False)\n"
+    "table.panel",
+    "rng = np.random.default_rng(0); y = rng.random(300) < 0.3\n"
+    "x = rng.normal(size=(300, 16)); x[:, 4] += 2 * y\n"
+    "pv = ProbeView(compare_bases({'neurons': x, 'shuffled': x[:, ::-1].copy()}, y, k=(1, 2, 4)))\n"
+    "pv",
+]
+
+
+def _kernel(nbp: h.NotebookPage, code: str):
+    return json.loads(nbp.run_code(code).strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def lab(jupyter_server, context):
+    jupyter_server.put_notebook("autointerp.ipynb", h.new_notebook(CELLS))
+    nbp = h.NotebookPage(context.new_page(), jupyter_server, "autointerp.ipynb").open()
+    nbp.run_all(timeout=300_000)
+    nbp.page.locator(f"{PROBE} circle.iw-probe-dot").first.wait_for(timeout=60_000)
+    yield nbp
+    _kernel(nbp, "server.stop(); print(1)")
+    nbp.page.close()
+
+
+@pytest.fixture
+def page(lab, request):
+    yield lab
+    h.save_failure_artifacts(request, lab, "autointerp", h.REPO_ROOT / "tests/e2e/artifacts")
+
+
+def test_explain_button_runs_the_llm_and_shows_the_result(page, jupyter_server, artifacts_dir):
+    nv = page.page.locator(NV).first
+    panel = nv.locator(".iw-ai-explain")
+    assert panel.locator(".iw-ai-status").inner_text() == "explainer: LLM"
+    panel.locator(".iw-ai-explain-button").click()
+    panel.locator(".iw-ai-badge").wait_for(timeout=60_000)
+    state = _kernel(page, "print(json.dumps(view.explain_state))")
+    assert state["status"] == "done" and state["explainer"] == "fake-llm"
+    assert panel.locator(".iw-ai-badge").inner_text() == "LLM: fake-llm"
+    assert panel.locator(".iw-ai-explanation").inner_text() == state["explanation"]
+    assert state["explanation"].startswith("the token ")
+    stored = _kernel(page, "e = store.get(model.name, view.hook, 5, 'fake-llm'); "
+                           "print(json.dumps([e.explanation, e.score]))")
+    assert stored[0] == state["explanation"]
+    corr = panel.locator("tr[data-score='correlation'] .iw-num").inner_text()
+    assert abs(float(corr) - stored[1]) < 1e-3
+    panel.screenshot(path=str(artifacts_dir / "lab-neuron_view-explain-panel.png"))
+    # the key is in neither the synced state nor the saved notebook
+    assert _kernel(page, "print(json.dumps(KEY in json.dumps(view.get_state(), default=str)))") \
+        is False
+    page.command("docmanager:save")
+    page.page.wait_for_timeout(1000)
+    saved = jupyter_server.api("GET", "/api/contents/autointerp.ipynb?content=1")
+    text = json.dumps(saved["content"])
+    assert "application/vnd.jupyter.widget-view+json" in text and KEY not in text
+
+
+def test_cancel_stores_nothing(page):
+    nv = page.page.locator(NV).first
+    _kernel(page, "server.latency = 0.3; view._select(0, 6); print(1)")
+    panel = nv.locator(".iw-ai-explain")
+    panel.locator(".iw-ai-explain-button").click()
+    cancel = panel.locator(".iw-ai-cancel")
+    cancel.wait_for(state="visible", timeout=30_000)
+    assert panel.locator(".iw-ai-progress").is_visible()
+    cancel.click()
+    panel.locator("text=cancelled: nothing was stored").wait_for(timeout=60_000)
+    assert _kernel(page, "server.latency = 0; "
+                         "print(json.dumps(store.get(model.name, view.hook, 6, 'fake-llm')))") \
+        is None
+
+
+def test_table_sorts_filters_and_opens_a_unit(page):
+    table = page.page.locator(TABLE)
+    rows = table.locator("tr.iw-ai-row")
+    n = _kernel(page, "table.refresh(); print(table.n_rows)")
+    assert n >= 7  # 6 offline units + the one the LLM explained
+    for _ in range(20):
+        if rows.count() == n:
+            break
+        page.page.wait_for_timeout(200)
+    assert rows.count() == n
+    assert table.locator(".iw-ai-statistical").count() >= 6
+    corr = _kernel(page, "print(json.dumps(sorted([e.score for e in store.entries()], "
+                         "reverse=True)))")
+    first = float(rows.first.locator("td").nth(3).inner_text())
+    assert abs(first - corr[0]) < 1e-3
+    table.locator("th[data-sort='unit']").click()
+    units = [int(rows.nth(i).locator("td").first.inner_text()) for i in range(n)]
+    assert units == sorted(units)
+    table.locator(".iw-ai-filter").fill("fake-llm")
+    page.page.wait_for_timeout(400)
+    assert rows.count() == 1
+    before = page.page.locator(NV).count()
+    rows.first.click()
+    page.page.locator(NV).nth(before).wait_for(timeout=60_000)
+    sel = _kernel(page, "print(json.dumps([table.selected, table.data.iloc[table.selected]"
+                        "['explainer']]))")
+    assert sel[1] == "fake-llm"
+    assert "Layer 0, neuron 5" in page.page.locator(NV).nth(before).locator(
+        ".iw-nv-title").inner_text()
+
+
+def test_probe_view_draws_each_basis_and_switches_metric(page, artifacts_dir):
+    pv = page.page.locator(PROBE)
+    pv.screenshot(path=str(artifacts_dir / "lab-probe_view.png"))
+    assert pv.locator("polyline.iw-probe-line").count() == 2
+    assert pv.locator("line.iw-probe-dense").count() == 2
+    assert pv.locator("circle.iw-probe-dot").count() == 6
+    pv.locator("select.iw-probe-metric").select_option("f1")
+    for _ in range(20):
+        if _kernel(page, "print(json.dumps(pv.metric))") == "f1":
+            break
+        page.page.wait_for_timeout(200)
+    else:
+        raise AssertionError("the metric never reached the kernel")
+    title = pv.locator("circle.iw-probe-dot title").first.text_content()
+    f1 = _kernel(page, "print(json.dumps(pv.data['neurons'].f1[0]))")
+    shown = float(title.split(": f1 ")[1].split()[0])
+    assert abs(shown - f1) < 1e-3, title
