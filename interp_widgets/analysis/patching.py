@@ -197,7 +197,7 @@ class Patcher:
         self.metric_name = metric_name(metric)
         self.batch, self.n_pos = self.clean_tokens.shape
         self._acts: dict[str, dict[str, torch.Tensor]] = {}
-        self._past: Any = None  # the corrupted run's KV cache, made on first use
+        self._past: Any = None  # the corrupted run's KV cache (made on first use; False: none)
         with torch.no_grad():
             self.clean_logits = model.bridge(self.clean_tokens)  # [batch, pos, vocab]
             self.corrupt_logits = model.bridge(self.corrupt_tokens)
@@ -317,18 +317,25 @@ class Patcher:
 
     def _prefix_cache(self, start: int, n: int) -> Any:
         """The corrupted run's KV cache cut to `start` positions, tiled for n rows of the batch."""
-        if self._past is None:
-            with torch.no_grad():
-                _, self._past = self.model.bridge(self.corrupt_tokens,
-                                                  return_type="logits_and_cache")
         past = copy.deepcopy(self._past)
         past.crop(start - self.n_pos)  # negative: drop that many positions from the end
         past.batch_select_indices(torch.arange(self.batch, device=self.model.device).repeat(n))
         return past
 
     def _start(self, cells: Sequence[Cell]) -> int:
-        """The first position any of `cells` touches (0 when one covers every position)."""
-        return min((0 if c.pos is None else c.pos) for c in cells) if cells else 0
+        """The first position any of `cells` touches (0 when one covers every position, or when
+        the model cannot hand out its KV cache: then every run starts at 0)."""
+        start = min((0 if c.pos is None else c.pos) for c in cells) if cells else 0
+        if start > 0 and self._past is None:
+            try:
+                with torch.no_grad():
+                    _, self._past = self.model.bridge(self.corrupt_tokens,
+                                                      return_type="logits_and_cache")
+            except Exception:  # noqa: BLE001 - any bridge that cannot hand out its cache
+                self._past = False
+            if not all(hasattr(self._past, a) for a in ("crop", "batch_select_indices")):
+                self._past = False
+        return start if self._past else 0
 
     def _noop(self, component: str, positions: str) -> torch.Tensor:
         """Bool grid (as `grid_shape`): True where the clean and corrupted activations are
