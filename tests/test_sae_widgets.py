@@ -132,3 +132,22 @@ def test_static_exports_render_and_respond(lm, sae, scan, tmp_path, chromium):
     assert page.locator(".iw-pf-prompt").is_disabled()  # re-running needs a kernel
     o.check_clean()
     page.close()
+
+
+def test_scan_matches_brute_force(lm, sae, scan):
+    """Top examples, densities and bucket counts equal a direct computation over the corpus."""
+    hits = []  # (feature, value, doc, pos)
+    for d, doc in enumerate(DOCS):
+        run = lm.run(doc, names=[sae.hook_name])
+        codes = sae.encode(run.cache[sae.hook_name][0]).detach()  # [pos, d_sae]
+        for p, f in (codes[1:] != 0).nonzero().tolist():
+            hits.append((f, float(codes[p + 1, f]), d, p + 1))
+    fires = np.bincount([h[0] for h in hits], minlength=sae.d_sae)
+    np.testing.assert_allclose(scan.density.numpy(), fires / scan.n_tokens)
+    for f in range(sae.d_sae):
+        mine = sorted((h for h in hits if h[0] == f), key=lambda h: (-h[1], h[2], h[3]))[:5]
+        got = [(e.doc, e.pos) for e in scan.top_examples(f)]
+        assert got == [(h[2], h[3]) for h in mine]
+        assert sum(b.count for b in scan.bucket_examples(f)) == fires[f]
+    ex = scan.top_examples(int(fires.argmax()))[0]
+    assert ex.acts[ex.center] == pytest.approx(ex.value) and "<|endoftext|>" not in ex.tokens

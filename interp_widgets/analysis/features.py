@@ -2,8 +2,8 @@
 the feature writes to the logits, its nearest features, where it fires on a prompt, which features
 are active at a token, and what the prediction becomes when a feature is ablated or clamped.
 
-These are the numbers behind the FeatureBrowser / PromptFeatures views; `scan_features` is the
-corpus scan (top examples, activation buckets, histograms, densities) for every feature at once.
+These are the numbers behind the FeatureBrowser / PromptFeatures views; the corpus scan of every
+feature at once (`scan_features`) is in `feature_scan.py`.
 A dictionary is anything with `encode`, `feature_directions()`, `d_sae` and `hook_name`
 (`interp_widgets.sae.SAE`, `analysis.dictionaries.LinearDictionary`). Logit effects are the direct
 path (direction @ W_U, LayerNorm folded at load), as in `neurons.direct_logit_effect`.
@@ -12,14 +12,14 @@ path (direction @ W_U, LayerNorm folded at load), as in `neurons.direct_logit_ef
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
-from .corpus import FORMAT, Grid, NeuronScan, _defer_interrupt, iter_corpus
+from .feature_scan import FeatureScan, scan_features  # noqa: F401  (scan_features re-exported)
 from .neurons import _token_table
 
 if TYPE_CHECKING:
@@ -160,81 +160,21 @@ def intervene_on_feature(model: Model, sae: Any, prompt: str, feature: int, *,
     return FeatureIntervention(clean.top_predictions(pos, k), edited.top_predictions(pos, k), kl)
 
 
-def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]], *, k: int = 20,
-                  batch_size: int = 32, context: tuple[int, int] = (10, 4),
-                  samples_per_bucket: int = 5, grid: Grid | None = None, seed: int = 0,
-                  progress: bool = True) -> NeuronScan:
-    """Scan every feature of `sae` over `corpus` in one streaming pass, in constant memory: the
-    same machinery and result type as `analysis.corpus.scan_neurons` (top-k examples with
-    contexts, activation-bucket samples with quantiles, histograms, densities), with the
-    "neurons" being the SAE's features (no correlation statistics: d_sae^2 is too large).
-
-    The loop mirrors `scan_neurons`' (batches from `iter_corpus`, each folded in whole under
-    `_defer_interrupt`; Ctrl-C returns what was scanned, marked `partial`); only the
-    activations differ: `sae.encode` of the hook's activation."""
-    from tqdm.auto import tqdm
-
-    from ..sae.splice import check_saes
-
-    check_saes(model, [sae])
-    grid = grid or Grid()
-    hook = sae.hook_name
-    parts = hook.split(".")
-    meta = {
-        "format": FORMAT, "model": model.name, "hook": hook, "source": "sae",
-        "layer": int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1,
-        "n_neurons": int(sae.d_sae), "k": k, "context": list(context),
-        "samples_per_bucket": samples_per_bucket, "grid": asdict(grid), "seed": seed,
-        "batch_size": batch_size, "shards": [0], "n_shards": 1, "n_docs": 0, "n_empty": 0,
-        "n_tokens": 0, "n_truncated": 0, "corpus_docs": 0, "partial": False, "vocab": {},
-    }
-    scan = NeuronScan._empty(meta, grid, correlations=False)
-    total = len(corpus) if hasattr(corpus, "__len__") else None
-    bar = tqdm(total=total, unit="doc", desc=f"scan SAE features at {hook}",
-               disable=not progress)
-    try:
-        for batch in iter_corpus(model, corpus, batch_size):
-            meta["corpus_docs"] = batch.start + batch.size
-            if batch.rows:
-                run = model.run([r for _, r in batch.rows], names=[hook], prepend_bos=False)
-                with torch.no_grad():
-                    acts = sae.encode(run.cache[hook]).float().cpu()  # [batch, pos, d_sae]
-                docs = torch.tensor([i for i, _ in batch.rows])
-            with _defer_interrupt():
-                if batch.rows:
-                    scan._add_batch(run.tokens.cpu(), run.attention_mask.cpu(), acts, docs)
-                    del run, acts
-                meta["n_docs"] += batch.size
-                meta["n_empty"] += batch.size - len(batch.rows)
-                meta["n_truncated"] += batch.n_truncated
-            bar.update(batch.size)
-    except KeyboardInterrupt:
-        meta["partial"] = True
-    finally:
-        bar.close()
-    scan._finish(model)
-    return scan
-
-
-def feature_table(scan: NeuronScan, explanations: dict[int, Any] | None = None) -> pd.DataFrame:
+def feature_table(scan: FeatureScan, explanations: dict[int, Any] | None = None) -> pd.DataFrame:
     """One row per feature of a feature scan: feature, density, max (largest activation seen),
     top_token (the token at the feature's top example; "" if it never fired) and explanation
     (text from `explanations` {feature: text or (text, score)}, "" where none)."""
-    top = scan._top  # best first in each row; empty slots have doc -1
-    fired = top.doc[:, 0] >= 0
-    center = scan.meta["context"][0]
-    ids = top.ctx[:, 0, center].tolist()
     vocab = scan.meta["vocab"]
     explain = {int(f): (e[0] if isinstance(e, (tuple, list)) else e)
                for f, e in (explanations or {}).items()}
     return pd.DataFrame({
         "feature": range(scan.n_neurons),
         "density": scan.density.float().numpy(),
-        "max": torch.where(fired, top.value[:, 0], torch.zeros(())).numpy(),
-        "top_token": [vocab.get(str(i), "") if ok else "" for i, ok in zip(ids, fired.tolist())],
+        "max": scan.max_values().numpy(),
+        "top_token": [vocab.get(str(i), "") if i >= 0 else ""
+                      for i in scan.top_token_ids().tolist()],
         "explanation": [str(explain.get(f, "")) for f in range(scan.n_neurons)],
     })
-
 
 def search_features(table: pd.DataFrame, query: str = "", sort: str = "max") -> pd.DataFrame:
     """Rows of `feature_table` matching `query` (a feature id, or text found, case-insensitive,

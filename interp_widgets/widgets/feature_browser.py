@@ -15,7 +15,7 @@ import numpy as np
 import traitlets as t
 
 from ..analysis import features as ft
-from ..analysis.corpus import NeuronScan
+from ..analysis.feature_scan import FeatureScan
 from ._base import BaseWidget, check_index, request_handler
 from ._codec import encode_array
 from .neuron_view import _example
@@ -47,7 +47,7 @@ class FeatureBrowser(BaseWidget):
     page_size = t.Int(PAGE).tag(sync=True)
 
     def __init__(self, model: Any, sae: Any, corpus: Iterable[str] | None = None, *,
-                 scan: NeuronScan | None = None,
+                 scan: FeatureScan | None = None,
                  explanations: Mapping[int, Any] | None = None, feature: int | None = None,
                  k: int = 10, progress: bool = True) -> None:
         self._model, self._sae, self._k = model, sae, k

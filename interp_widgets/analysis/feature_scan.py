@@ -1,0 +1,265 @@
+"""`scan_features`: one streaming pass over a corpus for every feature of a sparse dictionary, with
+cost proportional to the nonzero activations.
+
+`analysis.corpus.scan_neurons` keeps dense per-unit state and touches every (token, unit) pair:
+right for a layer's few hundred neurons, but for a 16k-feature SAE that is ~3 GB and seconds per
+batch. SAE codes are sparse (k per token for TopK), so this scan folds in only the nonzeros:
+  - top-k examples per feature, ranked by (value descending, document, position ascending);
+  - activation buckets of half a decade (1e-3 .. 1e3, ends open) per feature, each with a
+    uniform sample of its positions: bottom-s by a fixed hash of (document, position)
+    (priority sampling, as in `scan_neurons`), and the quantiles each bucket spans among the
+    feature's nonzero activations (from a 0.1-decade histogram);
+  - firing counts (density = fraction of tokens where the feature is nonzero).
+State is O(features x (k + buckets x samples) x context), independent of the corpus length.
+Examples and buckets come back as `analysis.corpus.Example` / `Bucket`, as from a NeuronScan.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .corpus import _POS_BITS, Bucket, Example, _defer_interrupt, _mix63, iter_corpus
+
+if TYPE_CHECKING:
+    from ..model import Model
+
+LOG_LO, LOG_HI, BINS_PER_DECADE, BINS_PER_BUCKET = -3.0, 3.0, 10, 5
+N_BINS = int((LOG_HI - LOG_LO) * BINS_PER_DECADE)  # histogram of log10(nonzero activation)
+N_BUCKETS = N_BINS // BINS_PER_BUCKET
+
+
+class _Pool:
+    """Up to `cap` entries per group, best first: by (value desc, key asc) when `by_value`, else
+    by (prio asc). Empty slots have key -1. ctx / act: [group, cap, width] contexts."""
+
+    def __init__(self, groups: int, cap: int, width: int, by_value: bool):
+        self.cap, self.by_value = cap, by_value
+        self.value = torch.full((groups, cap), -math.inf)
+        self.key = torch.full((groups, cap), -1, dtype=torch.long)
+        self.prio = torch.full((groups, cap), torch.iinfo(torch.long).max, dtype=torch.long)
+        self.ctx = torch.full((groups, cap, width), -1, dtype=torch.int32)
+        self.act = torch.full((groups, cap, width), math.nan)
+
+    def merge(self, group: torch.Tensor, value: torch.Tensor, key: torch.Tensor,
+              prio: torch.Tensor, context) -> None:
+        """Fold new entries (flat [m] tensors) in; `context(i)` gives (ctx, act) [len(i), width]
+        for the new entries at indices i that were kept."""
+        touched = group.unique()
+        old_g = touched.repeat_interleave(self.cap)
+        old_c = torch.arange(self.cap).repeat(len(touched))
+        g = torch.cat([old_g, group])
+        v = torch.cat([self.value[touched].reshape(-1), value])
+        k = torch.cat([self.key[touched].reshape(-1), key])
+        p = torch.cat([self.prio[touched].reshape(-1), prio])
+        empty = k < 0
+        # lexicographic order by stable sorts, least significant key first
+        if self.by_value:
+            order = torch.argsort(torch.where(empty, torch.iinfo(torch.long).max, k), stable=True)
+            order = order[torch.argsort(-v[order], stable=True)]
+        else:
+            order = torch.argsort(p, stable=True)
+        order = order[torch.argsort(g[order], stable=True)]
+        gs = g[order]
+        first = torch.searchsorted(gs, gs, side="left")
+        rank = torch.arange(len(gs)) - first
+        keep = (rank < self.cap) & ~empty[order]
+        src, slot, grp = order[keep], rank[keep], gs[keep]
+        n_old = len(old_g)
+        # slots keep old entries' contexts unless a new entry takes them
+        new_ctx = self.ctx[old_g[src.clamp(max=n_old - 1)], old_c[src.clamp(max=n_old - 1)]]
+        new_act = self.act[old_g[src.clamp(max=n_old - 1)], old_c[src.clamp(max=n_old - 1)]]
+        fresh = src >= n_old
+        if fresh.any():
+            c, a = context(src[fresh] - n_old)
+            new_ctx[fresh], new_act[fresh] = c, a
+        self.value[touched], self.key[touched] = -math.inf, -1
+        self.prio[touched] = torch.iinfo(torch.long).max
+        self.ctx[touched], self.act[touched] = -1, math.nan
+        self.value[grp, slot], self.key[grp, slot], self.prio[grp, slot] = v[src], k[src], p[src]
+        self.ctx[grp, slot], self.act[grp, slot] = new_ctx, new_act
+
+
+class FeatureScan:
+    """The result of `scan_features`; read it like a `NeuronScan` (features are the units)."""
+
+    def __init__(self, meta: dict[str, Any]):
+        self.meta = meta
+        n, k, s = meta["n_features"], meta["k"], meta["samples_per_bucket"]
+        width = sum(meta["context"]) + 1
+        self._top = _Pool(n, k, width, by_value=True)
+        self._samples = _Pool(n * N_BUCKETS, s, width, by_value=False)
+        self.hist = torch.zeros((n, N_BINS), dtype=torch.long)
+        self.fires = torch.zeros(n, dtype=torch.long)
+
+    # -- description ----------------------------------------------------------------------------
+    hook = property(lambda self: self.meta["hook"])
+    layer = property(lambda self: self.meta["layer"])
+    n_neurons = property(lambda self: self.meta["n_features"])
+    k = property(lambda self: self.meta["k"])
+    n_tokens = property(lambda self: self.meta["n_tokens"])
+    n_docs = property(lambda self: self.meta["n_docs"])
+    partial = property(lambda self: self.meta["partial"])
+
+    def __repr__(self) -> str:
+        part = ", partial" if self.partial else ""
+        return (f"FeatureScan({self.hook}, {self.n_neurons} features, {self.n_docs} docs, "
+                f"{self.n_tokens:,} tokens, k={self.k}{part})")
+
+    @property
+    def density(self) -> torch.Tensor:
+        """Tensor[feature] float64: fraction of scanned tokens where the feature is nonzero."""
+        return self.fires.double() / max(self.n_tokens, 1)
+
+    def max_values(self) -> torch.Tensor:
+        """Tensor[feature]: the largest activation seen (0 for features that never fired)."""
+        return torch.where(self._top.key[:, 0] >= 0, self._top.value[:, 0], torch.zeros(()))
+
+    def top_token_ids(self) -> torch.Tensor:
+        """LongTensor[feature]: the token at each feature's top example (-1 if it never fired)."""
+        return self._top.ctx[:, 0, self.meta["context"][0]].long()
+
+    def histogram(self, feature: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(counts [bins], edges [bins + 1]) of the feature's nonzero activations, on a log10 grid
+        of 0.1 decade from 1e-3 to 1e3 (values beyond land in the end bins)."""
+        f = self._check(feature)
+        edges = torch.logspace(LOG_LO, LOG_HI, N_BINS + 1)
+        return self.hist[f].clone(), edges
+
+    def top_values(self, feature: int) -> torch.Tensor:
+        f = self._check(feature)
+        return self._top.value[f][self._top.key[f] >= 0].clone()
+
+    def top_examples(self, feature: int) -> list[Example]:
+        """The feature's top activations with their contexts, best first."""
+        f = self._check(feature)
+        return self._examples(self._top, f)
+
+    def bucket_examples(self, feature: int) -> list[Bucket]:
+        """The feature's non-empty half-decade buckets, highest first, each with a uniform
+        sample of its positions (by value) and the quantiles it spans among nonzero values."""
+        f = self._check(feature)
+        counts = self.hist[f].view(N_BUCKETS, BINS_PER_BUCKET).sum(1)
+        total = max(int(counts.sum()), 1)
+        below = torch.cumsum(counts, 0) - counts
+        out = []
+        for b in reversed(range(N_BUCKETS)):
+            if counts[b] == 0:
+                continue
+            ex = sorted(self._examples(self._samples, f * N_BUCKETS + b), key=lambda e: -e.value)
+            lo = 10 ** (LOG_LO + b * BINS_PER_BUCKET / BINS_PER_DECADE)
+            out.append(Bucket(lo=lo, hi=lo * 10 ** (BINS_PER_BUCKET / BINS_PER_DECADE),
+                              q_lo=float(below[b]) / total,
+                              q_hi=float(below[b] + counts[b]) / total,
+                              count=int(counts[b]), examples=ex))
+        return out
+
+    def _check(self, feature: int) -> int:
+        if not 0 <= int(feature) < self.n_neurons:
+            raise IndexError(f"Feature {feature} is out of range: the scan has features "
+                             f"0 .. {self.n_neurons - 1}.")
+        return int(feature)
+
+    def _examples(self, pool: _Pool, group: int) -> list[Example]:
+        vocab, before = self.meta["vocab"], self.meta["context"][0]
+        out = []
+        for c in range(pool.cap):
+            key = int(pool.key[group, c])
+            if key < 0:
+                continue
+            ids, acts = pool.ctx[group, c].tolist(), pool.act[group, c].tolist()
+            keep = [i for i, t in enumerate(ids) if t >= 0]
+            out.append(Example(doc=key >> _POS_BITS, pos=key & ((1 << _POS_BITS) - 1),
+                               value=float(pool.value[group, c]),
+                               tokens=[vocab.get(str(ids[i]), f"<{ids[i]}>") for i in keep],
+                               acts=[0.0 if math.isnan(acts[i]) else acts[i] for i in keep],
+                               center=keep.index(before)))
+        return out
+
+    # -- folding batches in ---------------------------------------------------------------------
+    def add_batch(self, tokens: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor,
+                  docs: torch.Tensor) -> None:
+        """tokens, mask: [batch, pos]; codes: [batch, pos, feature] (mostly zeros); docs:
+        [batch] corpus index of each row. BOS (position 0) and padding are left out."""
+        valid = mask.bool().clone()
+        valid[:, 0] = False
+        self.meta["n_tokens"] += int(valid.sum())
+        r, p, f = (codes != 0).logical_and_(valid[..., None]).nonzero(as_tuple=True)  # [nnz]
+        if r.numel() == 0:
+            return
+        v = codes[r, p, f].float()
+        self.fires += torch.bincount(f, minlength=self.n_neurons)
+        t = ((v.clamp_min(1e-30).log10() - LOG_LO) * BINS_PER_DECADE).floor().long()
+        t = t.clamp(0, N_BINS - 1)
+        self.hist.view(-1).index_add_(0, f * N_BINS + t, torch.ones_like(t))
+        key = (docs[r] << _POS_BITS) | p
+        before, after = self.meta["context"]
+        offsets = torch.arange(-before, after + 1)
+        padded = torch.where(valid, tokens, -1)  # contexts leave out BOS, as in scan_neurons
+
+        def context(i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pos = p[i, None] + offsets  # [m, width]
+            inside = (pos >= 0) & (pos < tokens.shape[1])
+            pc = pos.clamp(0, tokens.shape[1] - 1)
+            ctx = torch.where(inside, padded[r[i, None], pc], -1).to(torch.int32)
+            act = torch.where(inside & (ctx >= 0), codes[r[i, None], pc, f[i, None]].float(),
+                              math.nan)
+            return ctx, act
+
+        none = torch.zeros_like(key)
+        self._top.merge(f, v, key, none, context)
+        prio = _mix63(key, self.meta["seed"])
+        self._samples.merge(f * N_BUCKETS + t // BINS_PER_BUCKET, v, key, prio, context)
+
+    def finish(self, model: Model) -> None:
+        """Record the strings of the tokens that the stored contexts use."""
+        ids = torch.cat([self._top.ctx.view(-1), self._samples.ctx.view(-1)]).unique()
+        ids = [i for i in ids.tolist() if i >= 0 and str(i) not in self.meta["vocab"]]
+        self.meta["vocab"].update({str(i): model.tokenizer.decode([i]) for i in ids})
+
+
+def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]], *, k: int = 20,
+                  batch_size: int = 16, context: tuple[int, int] = (10, 4),
+                  samples_per_bucket: int = 5, seed: int = 0,
+                  progress: bool = True) -> FeatureScan:
+    """Scan every feature of `sae` (anything with `encode`, `d_sae`, `hook_name`) over `corpus`
+    in one streaming pass (see the module docstring). Documents are rows of BOS + document, cut
+    to the model's context, as in `scan_neurons`; Ctrl-C returns what was scanned, `partial`."""
+    from tqdm.auto import tqdm
+
+    from ..sae.splice import check_saes
+
+    check_saes(model, [sae])
+    hook = sae.hook_name
+    parts = hook.split(".")
+    meta = {"hook": hook, "model": model.name, "n_features": int(sae.d_sae), "k": k,
+            "layer": int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1,
+            "context": list(context), "samples_per_bucket": samples_per_bucket, "seed": seed,
+            "n_docs": 0, "n_tokens": 0, "n_truncated": 0, "partial": False, "vocab": {}}
+    scan = FeatureScan(meta)
+    total = len(corpus) if hasattr(corpus, "__len__") else None
+    bar = tqdm(total=total, unit="doc", desc=f"scan SAE features at {hook}",
+               disable=not progress)
+    try:
+        for batch in iter_corpus(model, corpus, batch_size):
+            if batch.rows:
+                run = model.run([r for _, r in batch.rows], names=[hook], prepend_bos=False)
+                with torch.no_grad():
+                    codes = sae.encode(run.cache[hook]).float().cpu()  # [batch, pos, feature]
+                docs = torch.tensor([i for i, _ in batch.rows])
+            with _defer_interrupt():
+                if batch.rows:
+                    scan.add_batch(run.tokens.cpu(), run.attention_mask.cpu(), codes, docs)
+                    del run, codes
+                meta["n_docs"] += batch.size
+                meta["n_truncated"] += batch.n_truncated
+            bar.update(batch.size)
+    except KeyboardInterrupt:
+        meta["partial"] = True
+    finally:
+        bar.close()
+    scan.finish(model)
+    return scan
