@@ -276,3 +276,22 @@ def test_label_selectivity(lm, sae, hook):
         label_selectivity(lm, labelled, "a")
     with pytest.raises(ValueError, match="No document is labelled 'c'"):
         label_selectivity(lm, labelled, "c", sae=sae)
+
+
+def test_load_with_model_checks_the_hook(lm, hook, tmp_path):
+    SAE(lm.cfg.d_model + 1, 8, hook_name=hook).save(tmp_path / "wide")
+    with pytest.raises(SAEShapeError, match=rf"{hook}.*d_in = {lm.cfg.d_model + 1}"):
+        load_sae(tmp_path / "wide", model=lm)
+    SAE(lm.cfg.d_model, 8, hook_name=hook).save(tmp_path / "ok")
+    assert load_sae(tmp_path / "ok", model=lm).d_in == lm.cfg.d_model
+
+
+def test_hook_z_sae_splices_flattened_heads(lm):
+    h = "blocks.0.attn.hook_z"
+    width = lm.cfg.n_heads * lm.cfg.d_head
+    sae = SAE(width, 16, arch="topk", k=2, hook_name=h, reshape_activations="hook_z", seed=0)
+    clean = lm.run(PROMPTS[0])
+    run = run_with_saes(lm, PROMPTS[0], [sae], use_error_term=True,
+                        names=[f"{h}.hook_sae_acts_post"])
+    torch.testing.assert_close(run.logits, clean.logits, atol=1e-4, rtol=1e-4)
+    assert run.cache[f"{h}.hook_sae_acts_post"].shape == (*run.tokens.shape, 16)

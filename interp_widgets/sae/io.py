@@ -69,12 +69,13 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 
 def load_sae(path: str | Path, *, device: str | torch.device | None = "cpu",
-             dtype: str | torch.dtype | None = None) -> SAE:
+             dtype: str | torch.dtype | None = None, model: Any = None) -> SAE:
     """Read an SAE from a SAELens-format folder (`cfg.json` + `sae_weights.safetensors`).
 
     `dtype` defaults to the file's `dtype` field; `device` to CPU. Architectures: standard,
     topk, jumprelu, gated. Errors name the missing file, the unknown architecture, or the
-    weight whose shape disagrees with the config."""
+    weight whose shape disagrees with the config. With `model`, also check that the SAE's hook
+    exists there and has width d_in (the error names the hook and both shapes)."""
     from safetensors.torch import load_file
 
     folder = Path(path).expanduser()
@@ -113,7 +114,12 @@ def load_sae(path: str | Path, *, device: str | torch.device | None = "cpu",
               reshape_activations=cfg.get("reshape_activations") or "none",
               metadata=cfg["metadata"], dtype=dt, device="meta")
     _load_weights(sae, weights, folder / WEIGHTS_FILE)
-    return sae.to(device=device, dtype=dt)
+    sae = sae.to(device=device, dtype=dt)
+    if model is not None:
+        from .splice import check_saes
+
+        check_saes(model, [sae])
+    return sae
 
 
 def _load_weights(sae: SAE, weights: dict[str, torch.Tensor], where: Path) -> None:
