@@ -118,7 +118,7 @@ def test_dictionary_bases_pca_matches_sklearn():
 
 
 def test_token_activations_and_topic_probe_on_the_demo_model(model):
-    from interp_widgets.demo import corpus_with_labels
+    from interp_widgets.demo.corpus import corpus_with_labels
 
     docs = corpus_with_labels(40, seed=11)
     hook = "blocks.0.mlp.hook_post"

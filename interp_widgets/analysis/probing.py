@@ -2,7 +2,8 @@
 Haystack": does a handful of units carry a binary concept?
 
 `sparse_probe` splits the examples once (stratified; or by `groups`, e.g. document ids, so that
-tokens of one document never sit on both sides), scores every unit on the training split only
+tokens of one document never sit on both sides, with classes balanced across the groups), scores
+every unit on the training split only
 (`mean_diff`: |mean over positives - mean over negatives|, as in the paper; `f_stat`: the ANOVA F
 statistic, scikit-learn's `f_classif`), and for each k fits a logistic regression with balanced
 class weights on the k best units. F1 (of the positive class) and accuracy are measured on the
@@ -98,9 +99,10 @@ def binary_labels(labels: Any, positive: Any = None) -> np.ndarray:
 
 def split(labels: np.ndarray, *, test_size: float = 0.3, seed: int = 0,
           groups: Any = None) -> ProbeSplit:
-    """A stratified train/test split (`GroupShuffleSplit` when `groups` is given); both sides
-    must hold both classes."""
-    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+    """A stratified train/test split; with `groups`, one fold of `StratifiedGroupKFold` with
+    round(1 / test_size) folds (whole groups, classes balanced as far as groups allow). Both
+    sides must hold both classes."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     idx = np.arange(len(labels))
     if groups is None:
@@ -113,8 +115,9 @@ def split(labels: np.ndarray, *, test_size: float = 0.3, seed: int = 0,
         if g.shape != labels.shape:
             raise ValueError(f"groups must have one entry per example ({len(labels)}); got "
                              f"shape {list(g.shape)}.")
-        gss = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-        tr, te = next(gss.split(idx, labels, g))
+        folds = StratifiedGroupKFold(n_splits=max(2, round(1 / test_size)), shuffle=True,
+                                     random_state=seed)
+        tr, te = next(folds.split(idx, labels, g))
     for name, part in (("training", tr), ("held-out", te)):
         if len(set(labels[part].tolist())) < 2:
             raise ValueError(f"The {name} split holds one class only: give more examples of "
