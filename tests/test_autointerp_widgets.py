@@ -146,3 +146,25 @@ def test_neuron_view_without_corpus_cannot_explain(model):
     view = NeuronView(model, 0, 1, targets=[" Mary"], progress=False)
     reply = view.answer("explain", {})
     assert not reply["ok"] and "corpus=" in reply["error"]
+
+
+def test_feature_browser_explains_and_searches_by_explanation(model, tmp_path):
+    from interp_widgets.demo import corpus
+    from interp_widgets.sae import SAE
+    from interp_widgets.widgets import FeatureBrowser
+
+    sae = SAE(model.cfg.d_model, 64, arch="topk", k=4, hook_name="blocks.1.hook_resid_pre",
+              seed=0)
+    fb = FeatureBrowser(model, sae, corpus(12, seed=2), progress=False)
+    store = ai.AutoInterpStore(tmp_path / "ai.sqlite")
+    entry = fb.explain_with(store).explain()
+    assert entry.source == "blocks.1.hook_resid_pre/topk64" and entry.unit == fb.feature
+    assert fb.explanation["text"] == entry.explanation  # the browser's own panel shows it too
+    word = entry.explanation[-12:]
+    found = fb.answer("list", {"query": entry.explanation[-20:]})["result"]
+    assert found["total"] >= 1 and entry.explanation in found["labels"]
+    # a new browser over the same store finds the stored explanation and searches it
+    again = FeatureBrowser(model, sae, corpus(12, seed=2), progress=False,
+                           feature=fb.feature).explain_with(store)
+    assert again.explain_state["explanation"] == entry.explanation
+    assert again.answer("list", {"query": word})["result"]["total"] >= 1

@@ -40,6 +40,18 @@ from ._base import request_handler
 STEPS = ("explain", "simulate", "detection", "fuzzing")
 
 
+def sae_source(sae: Any) -> str:
+    """The store's `source` for an SAE or dictionary: its Neuronpedia id when it has one, else
+    "<hook>/<architecture><width>" (e.g. "blocks.1.hook_resid_pre/topk512")."""
+    meta = getattr(sae, "metadata", None)
+    np_id = getattr(sae, "neuronpedia_id", None) or (
+        meta.get("neuronpedia_id") if isinstance(meta, dict) else None)
+    if np_id:
+        return str(np_id)
+    arch = getattr(sae, "arch", None) or getattr(sae, "kind", None) or "sae"
+    return f"{getattr(sae, 'hook_name', None) or 'unknown'}/{arch}{int(sae.d_sae)}"
+
+
 def entry_state(entry: Entry) -> dict[str, Any]:
     """What the view shows of a stored entry (JSON-safe; NaN scores as None)."""
     return {"status": "done", "explanation": entry.explanation, "kind": entry.kind,
@@ -79,6 +91,11 @@ class ExplainMixin(t.HasTraits):
         raise NotImplementedError(f"{type(self).__name__} has no activation records to explain "
                                   "from (define explain_records)")
 
+    def explain_done(self, entry: Entry) -> None:
+        """Called with each stored explanation of this widget's model and source: when
+        `explain_with` opens a store, and when a run finishes (from its thread). Override to show
+        explanations elsewhere in the widget (e.g. a searchable list)."""
+
     # -- configuration ---------------------------------------------------------------------------
     def explain_with(self, store: AutoInterpStore | str | None = None, *,
                      explainer: str | None = None, model: str = "gpt-4o-mini",
@@ -95,6 +112,10 @@ class ExplainMixin(t.HasTraits):
         self._explain_settings = {"explainer": kind, "method": method, "max_calls": max_calls,
                                   **unit_kwargs}
         self.explain_llm = kind == "llm"
+        if self._explain_store is not None:
+            model_id, source, _ = self.explain_key()
+            for entry in self._explain_store.entries(model=model_id, source=source):
+                self.explain_done(entry)
         self._explain_refresh()
         return self
 
@@ -144,6 +165,7 @@ class ExplainMixin(t.HasTraits):
                 if cancel.is_set():
                     raise Cancelled("cancelled")
                 self._explain_save(entry)
+                self.explain_done(entry)
                 state = {**entry_state(entry), "calls": budget.used}
             except Cancelled:
                 state = {**self.explain_state, "status": "cancelled",

@@ -8,6 +8,7 @@ corpus examples."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -18,13 +19,14 @@ from ..analysis import features as ft
 from ..analysis.feature_scan import FeatureScan
 from ._base import BaseWidget, check_index, request_handler
 from ._codec import encode_array
+from .explain import ExplainMixin, sae_source
 from .neuron_view import _example
 
 PAGE = 50
 SORTS = ["max", "density", "feature"]
 
 
-class FeatureBrowser(BaseWidget):
+class FeatureBrowser(ExplainMixin, BaseWidget):
     """Browse the features of `sae` on `model`: a searchable, sortable list (by id, top token or
     explanation text; by density or maximum activation) and, for the chosen feature, its density
     histogram, top corpus examples and activation-bucket samples as token heatmaps, logit effect
@@ -95,6 +97,27 @@ class FeatureBrowser(BaseWidget):
         hist = {"counts": encode_array(counts[lo:hi].float(), "float32"),
                 "edges": encode_array(edges[lo: hi + 1].float(), "float32")}
         return stats, hist
+
+    # -- auto-interp (widgets/explain.py: the Explain panel; explanations join the search) -------
+    def explain_key(self) -> tuple[str, str, int]:
+        return self._model.name, sae_source(self._sae), self.feature
+
+    def explain_records(self):
+        from ..autointerp import records_from_scan
+
+        if self._scan is None:
+            raise ValueError("no corpus scan to explain from: pass corpus= or scan= to "
+                             "FeatureBrowser")
+        return records_from_scan(self._scan, self.feature)
+
+    def explain_done(self, entry) -> None:
+        self._explanations[entry.unit] = (entry.explanation, entry.score)
+        if self._table is not None:
+            self._table.loc[self._table.index[entry.unit], "explanation"] = entry.explanation
+        if entry.unit == self.feature:
+            score = entry.score
+            self.explanation = {"text": entry.explanation,
+                                "score": None if math.isnan(score) else score}
 
     def show(self, feature: int) -> None:
         """Show `feature` (as clicking it in the list does)."""

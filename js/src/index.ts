@@ -25,7 +25,7 @@ export const VIEWS: Record<string, View> = {
   attribution: attributionView,
   steering: steeringView,
   perturbation_flow: perturbationFlowView,
-  feature_browser: featureBrowser,
+  feature_browser: withExplain(featureBrowser),
   prompt_features: promptFeatures,
   autointerp_table: autointerpTable,
   probe_view: probeView,

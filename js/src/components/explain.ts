@@ -111,7 +111,7 @@ export function withExplain(view: View): View {
     const cleanup = view(ctx);
     if (ctx.model.get("explain_state") === undefined) return cleanup;
     const panel = explainPanel(ctx);
-    const grid = ctx.root.querySelector(".iw-nv-grid, .iw-fb-grid");
+    const grid = ctx.root.querySelector(".iw-nv-grid, .iw-fb-detail");
     (grid ?? ctx.root).append(panel.el);
     return () => {
       panel.dispose();
