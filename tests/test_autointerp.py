@@ -209,6 +209,13 @@ def test_neuronpedia_export_import(tmp_path):
     assert other.import_json(plain) == 1
     e = other.get("gpt2-small", "6-res-jb", 17)
     assert e.kind == "llm" and e.explanation == "dates" and math.isnan(e.score)
+    feature = tmp_path / "feature.jsonl"
+    feature.write_text(json.dumps({"modelId": "gpt2-small", "layer": "6-res-jb", "index": "18",
+                                   "explanations": [{"description": "years",
+                                                     "explanationModelName": "claude",
+                                                     "typeName": "oai_token-act-pair"}]}))
+    assert other.import_json(feature) == 1
+    assert other.get("gpt2-small", "6-res-jb", 18).explainer == "claude"
     bad = tmp_path / "bad.json"
     bad.write_text('[{"description": "x"}]')
     with pytest.raises(ValueError, match="missing"):

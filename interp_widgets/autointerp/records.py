@@ -111,7 +111,9 @@ def records_from_scan(scan: Any, unit: int, *, n_top: int = 20, n_random: int = 
 
     Random positions are drawn bucket by bucket in proportion to each activation bucket's count
     (the scan keeps a uniform sample per bucket), so they follow the unit's distribution over the
-    corpus, which is mostly near zero."""
+    corpus, which is mostly near zero. A `FeatureScan` (SAE features) keeps buckets of nonzero
+    activations only, so its "random" records are drawn among positions where the feature fires;
+    for contexts where it is silent use `records_from_activations`."""
     top = records_from_examples(scan.top_examples(unit)[:n_top], "top")
     rng = random.Random(seed * 1_000_003 + unit)
     pools = [(b.count, list(b.examples)) for b in scan.bucket_examples(unit)]

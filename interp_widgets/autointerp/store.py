@@ -216,8 +216,9 @@ class AutoInterpStore:
         return path
 
     def import_json(self, path: str | Path) -> int:
-        """Read a JSON list / JSONL file of Neuronpedia-shaped explanations (ours or
-        Neuronpedia's own export) into the store, in one transaction. Returns how many."""
+        """Read a JSON list / JSONL file of Neuronpedia-shaped explanations (ours, Neuronpedia's
+        explanation export, or its feature records with an ``explanations`` list) into the
+        store, in one transaction. Returns how many."""
         path = Path(path).expanduser()
         text = path.read_text()
         if path.suffix == ".jsonl":
@@ -225,7 +226,18 @@ class AutoInterpStore:
         else:
             items = json.loads(text)
             items = [items] if isinstance(items, dict) else items
-        return self.put([Entry.from_neuronpedia(d) for d in items])
+        return self.put([Entry.from_neuronpedia(d) for d in _flatten(items)])
+
+
+def _flatten(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Explanation records; a feature record of Neuronpedia's API (``modelId``, ``layer``,
+    ``index`` and an ``explanations`` list) gives one per explanation."""
+    for d in items:
+        if isinstance(d.get("explanations"), list) and "description" not in d:
+            for e in d["explanations"]:
+                yield {k: d[k] for k in ("modelId", "layer", "index") if k in d} | e
+        else:
+            yield d
 
 
 def _where(model, source, unit, explainer, search) -> tuple[str, list[Any]]:
