@@ -46,6 +46,7 @@ FORMAT = "interp_widgets.NeuronScan/1"
 _POS_BITS = 20  # a (document, position) key is doc << 20 | pos
 _EMPTY_PRIO = torch.iinfo(torch.int64).max
 _CHUNK_ROWS = 512  # bucket-sample candidates are found this many rows at a time
+_XTX_BLOCK = 256  # sum x x^T is kept for column blocks at or right of each row block only
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class Grid:
 
     A value x sits at t = sign(x) * log1p(|x| / linear); bins are evenly spaced in t
     (`bins_per_unit` per unit), so they are ~`linear` wide near 0 and a constant ratio apart for
-    large values; the outermost bins also hold anything beyond ``+-limit``. Bucket samples use
-    coarser buckets of `bins_per_bucket` bins (a power of two)."""
+    large values; the outermost bins also hold anything beyond ``+-limit``. Bins are (lo, hi], so
+    0 falls just below the middle edge and the bins above it count exactly the values > 0.
+    Bucket samples use coarser buckets of `bins_per_bucket` bins (a power of two)."""
 
     linear: float = 0.01
     limit: float = 1000.0
@@ -86,7 +88,7 @@ class Grid:
     def index(self, x: torch.Tensor) -> torch.Tensor:
         """LongTensor like `x`: the bin of each value."""
         t = torch.log1p(x.abs().mul_(1 / self.linear)).copysign_(x)
-        t = t.add_(self.units).mul_(self.bins_per_unit).floor_()
+        t = t.add_(self.units).mul_(self.bins_per_unit).ceil_().sub_(1)  # (lo, hi] bins
         return t.clamp_(0, self.n_bins - 1).long()
 
     def bucket(self, bins: torch.Tensor) -> torch.Tensor:
@@ -110,7 +112,7 @@ class Example:
 
 @dataclass
 class Bucket:
-    """Activation interval [lo, hi) with `count` positions, spanning quantiles [q_lo, q_hi] of
+    """Activation interval (lo, hi] with `count` positions, spanning quantiles [q_lo, q_hi] of
     the neuron's distribution, and a uniform sample of its positions (`examples`)."""
 
     lo: float
@@ -186,14 +188,11 @@ class _Pool:
         ctx[~is_new], act[~is_new] = old["ctx"][idx[~is_new]], old["ctx_act"][idx[~is_new]]
         if is_new.any():
             ctx[is_new], act[is_new] = contexts(idx[is_new] - n_old)
-        self._clear(touched)
+        # no clearing needed: a touched group keeps all its old entries, so its new ranks
+        # 0 .. count-1 overwrite every slot that was filled
         for f in ("value", "doc", "pos", "prio"):
             getattr(self, f)[g, rank] = both[f][idx]
         self.ctx[g, rank], self.ctx_act[g, rank] = ctx, act
-
-    def _clear(self, groups: torch.Tensor) -> None:
-        self.value[groups], self.doc[groups], self.pos[groups] = -math.inf, -1, -1
-        self.prio[groups], self.ctx[groups], self.ctx_act[groups] = _EMPTY_PRIO, -1, math.nan
 
     @classmethod
     def merged(cls, pools: Sequence[_Pool]) -> _Pool:
@@ -251,8 +250,8 @@ class NeuronScan:
         self.hist: torch.Tensor = stats["hist"]  # [neuron, bin] counts
         self._sum: torch.Tensor = stats["sum"]  # [neuron] float64
         self._sumsq: torch.Tensor = stats["sumsq"]
-        self._above0: torch.Tensor = stats["above0"]  # [neuron] int64
-        self._xtx: torch.Tensor | None = stats.get("xtx")  # [neuron, neuron] float64
+        #: [neuron, neuron] float64 sum of x x^T, upper block triangle only (see `_xtx_row`)
+        self._xtx: torch.Tensor | None = stats.get("xtx")
 
     # ---- construction ----
 
@@ -264,7 +263,6 @@ class NeuronScan:
             "hist": torch.zeros((n, grid.n_bins), dtype=torch.long),
             "sum": torch.zeros(n, dtype=torch.float64),
             "sumsq": torch.zeros(n, dtype=torch.float64),
-            "above0": torch.zeros(n, dtype=torch.long),
         }
         if correlations:
             stats["xtx"] = torch.zeros((n, n), dtype=torch.float64)
@@ -335,7 +333,8 @@ class NeuronScan:
     @property
     def density(self) -> torch.Tensor:
         """Tensor[neuron] float64: fraction of positions where the activation is above 0."""
-        return self._above0.double() / max(self.n_tokens, 1)
+        above = self.hist[:, self.grid.n_bins // 2:].sum(1)  # bins are (lo, hi]: exactly x > 0
+        return above.double() / max(self.n_tokens, 1)
 
     def correlations(self, neuron: int) -> torch.Tensor:
         """Tensor[neuron] float64: Pearson correlation of `neuron` with every neuron of the layer
@@ -344,10 +343,18 @@ class NeuronScan:
         if self._xtx is None:
             raise ValueError("This scan kept no correlation statistics: rerun scan_neurons with "
                              "correlations=True.")
-        cov = self._xtx[n] / max(self.n_tokens, 1) - self.mean[n] * self.mean
+        cov = self._xtx_row(n) / max(self.n_tokens, 1) - self.mean[n] * self.mean
         std = self.std
         with torch.no_grad():
             return cov / (std[n] * std)
+
+    def _xtx_row(self, n: int) -> torch.Tensor:
+        """Tensor[neuron]: row n of the symmetric sum x x^T, of which only blocks on or above the
+        block diagonal are stored (that halves the matrix product per batch)."""
+        start = n // _XTX_BLOCK * _XTX_BLOCK
+        row = self._xtx[n].clone()
+        row[:start] = self._xtx[:start, n]
+        return row
 
     def histogram(self, neuron: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(counts LongTensor[bins], edges Tensor[bins + 1]) for `neuron`; the outer bins also
@@ -408,7 +415,7 @@ class NeuronScan:
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         t = {**self._top.tensors("top"), **self._samples.tensors("samples"),
-             "hist": self.hist, "sum": self._sum, "sumsq": self._sumsq, "above0": self._above0}
+             "hist": self.hist, "sum": self._sum, "sumsq": self._sumsq}
         if self._xtx is not None:
             t["xtx"] = self._xtx
         return {k: v.contiguous() for k, v in t.items()}
@@ -450,7 +457,7 @@ class NeuronScan:
             raise ValueError(f"{path} is not a NeuronScan file (format {header.get('format')!r}, "
                              f"expected {FORMAT!r}).")
         t = load_file(str(path))
-        stats = {k: t[k] for k in ("hist", "sum", "sumsq", "above0", "xtx") if k in t}
+        stats = {k: t[k] for k in ("hist", "sum", "sumsq", "xtx") if k in t}
         return cls(json.loads(header["meta"]), _Pool.from_tensors(t, "top", True),
                    _Pool.from_tensors(t, "samples", False), stats)
 
@@ -486,8 +493,7 @@ class NeuronScan:
         for f in ("n_docs", "n_empty", "n_tokens", "n_truncated"):
             meta[f] = sum(s.meta[f] for s in scans)
         stats = {f: sum(getattr(s, a) for s in scans[1:]) + getattr(scans[0], a)
-                 for f, a in (("hist", "hist"), ("sum", "_sum"), ("sumsq", "_sumsq"),
-                              ("above0", "_above0"))}
+                 for f, a in (("hist", "hist"), ("sum", "_sum"), ("sumsq", "_sumsq"))}
         if scans[0]._xtx is not None:
             stats["xtx"] = sum(s._xtx for s in scans[1:]) + scans[0]._xtx
         return cls(meta, _Pool.merged([s._top for s in scans]),
@@ -499,21 +505,21 @@ class NeuronScan:
                    docs: torch.Tensor) -> None:
         """Fold one batch in. tokens, mask: [batch, pos]; acts: [batch, pos, neuron] float32;
         docs: [batch] corpus index of each row."""
-        valid = mask.bool()
+        valid = mask.bool().clone()
         valid[:, 0] = False  # BOS
         rb, rp = valid.nonzero(as_tuple=True)  # [row]
         if rb.numel() == 0:
             return
-        x = acts[rb, rp]  # [row, neuron]
+        x = acts[valid]  # [row, neuron], rows in (rb, rp) order
         keys = (docs[rb] << _POS_BITS) | rp  # [row]
         if self._xtx is not None:  # float32 within a batch (half the time), float64 across
-            xtx = x.T @ x  # [neuron, neuron]
-            self._xtx += xtx.double()
-            self._sumsq += xtx.diagonal().double()
+            for s in range(0, x.shape[1], _XTX_BLOCK):
+                block = x[:, s: s + _XTX_BLOCK].T @ x[:, s:]  # [block, neuron - s]
+                self._xtx[s: s + _XTX_BLOCK, s:] += block.double()
+                self._sumsq[s: s + _XTX_BLOCK] += block.diagonal().double()
         else:
             self._sumsq += (x * x).sum(0, dtype=torch.float64)
         self._sum += x.sum(0, dtype=torch.float64)
-        self._above0 += torch.count_nonzero(x > 0, dim=0)
         grid = self.grid
         bins = grid.index(x)  # [row, neuron]
         n_neurons = x.shape[1]
@@ -539,7 +545,7 @@ class NeuronScan:
         # top-k: only values above the pool's k-th (and, when that lets many through, within
         # this batch's top k) can enter
         above = x > self._top.value[:, -1]  # [row, neuron]
-        if int(above.sum()) > 4 * self.k * n_neurons:
+        if int(torch.count_nonzero(above)) > 4 * self.k * n_neurons:
             above &= x >= x.topk(min(self.k, x.shape[0]), dim=0).values[-1]
         r, n = above.nonzero(as_tuple=True)
         if r.numel():
