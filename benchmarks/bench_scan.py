@@ -165,7 +165,7 @@ def main() -> None:
         "## Corpus scan: `scan_neurons` vs a bare forward and vs cache-then-sort "
         "(`benchmarks/bench_scan.py`)",
         "",
-        f"Demo model (`{args.model}`), layer {args.layer}, all {d_mlp} neurons, k={args.k}; "
+        f"Model `{args.model}`, layer {args.layer}, all {d_mlp} neurons, k={args.k}; "
         f"{len(docs):,} documents of {DOC_TOKENS} tokens cut from `iw.demo.corpus` = "
         f"{n_tokens:,} tokens ({padded:,} with BOS), "
         f"batches of {BATCH} documents, {args.threads} torch thread(s); median of {args.repeats} "
