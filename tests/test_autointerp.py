@@ -84,6 +84,20 @@ def test_offline_explainer_finds_tokens_and_ngrams_deterministically():
                 assert v == 0.0
 
 
+def test_units_with_a_resting_level_are_read_above_it():
+    rng = random.Random(1)
+    recs = []
+    for i in range(12):
+        toks = [rng.choice(VOCAB) for _ in range(10)]
+        toks[3 + i % 5] = " pie"
+        recs.append(ai.ActivationRecord(toks, [5.0 + (1.0 if t == " pie" else rng.random() * 0.1)
+                                               for t in toks], source="top"))
+    assert min(min(v) for v in ai.normalized(recs)) >= 8  # OpenAI's scale: all near 10
+    text = ai.explain(recs)
+    assert text.split("tokens: ")[1].startswith('" pie"'), text
+    assert ai.score(text, recs).correlation > 0.9
+
+
 def test_offline_baseline_changes_enrichment():
     recs = planted()
     # a baseline full of " apple": the token is no longer enriched
@@ -103,7 +117,11 @@ def test_offline_score_matches_sklearn():
     pred = ai.simulate(text, held)
     assert s.correlation == pytest.approx(
         np.corrcoef(np.concatenate([r.activations for r in held]), np.concatenate(pred))[0, 1])
-    levels = ai.normalized(held)
+    low = max(0.0, float(np.median([a for r in held if r.source == "random"
+                                    for a in r.activations])))
+    top = max(r.max_activation for r in held)
+    levels = [[min(10, int(10 * max(a - low, 0) / (top - low))) for a in r.activations]
+              for r in held]
     keep = [i for i, (r, v) in enumerate(zip(held, levels)) if r.source == "top" or max(v) < 1]
     labels = [int(held[i].source == "top") for i in keep]
     probs = [max(pred[i]) / 10 for i in keep]

@@ -31,8 +31,8 @@ def reference(x, y, units, seed=0, test_size=0.3):
     idx = np.arange(len(y))
     tr, te = train_test_split(idx, test_size=test_size, random_state=seed, stratify=y)
     tr, te = np.sort(tr), np.sort(te)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced",
-                                                             max_iter=2000))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(
+        class_weight="balanced", max_iter=2000, solver="newton-cholesky"))
     clf.fit(x[tr][:, units], y[tr])
     pred = clf.predict(x[te][:, units])
     return tr, te, f1_score(y[te], pred), accuracy_score(y[te], pred)

@@ -8,7 +8,8 @@ every unit on the training split only
 statistic, scikit-learn's `f_classif`), and for each k fits a logistic regression with balanced
 class weights on the k best units. F1 (of the positive class) and accuracy are measured on the
 held-out split. The dense probe on every unit is the ceiling. Features are standardised with the
-training split's mean and scale before the fit (so the L2 penalty treats every basis alike).
+training split's mean and scale before the fit (so the L2 penalty treats every basis alike); the
+solver is `SOLVER`.
 
 A basis is just an activation matrix [example, unit]: neurons (an MLP hook), SAE latents
 (`sae.encode(resid)`), PCA or ICA codes (`analysis.dictionaries`); `dictionary_bases` builds the
@@ -31,6 +32,9 @@ import torch
 
 SELECTIONS = ("mean_diff", "f_stat")
 DEFAULT_K = (1, 2, 4, 8, 16, 32)
+#: Newton steps with a Cholesky solve: exact, and 3x faster than lbfgs on dense probes of a few
+#: hundred standardised units, which lbfgs needs hundreds of iterations for
+SOLVER = "newton-cholesky"
 
 
 @dataclass
@@ -149,8 +153,8 @@ def _fit_score(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.nd
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", C=C,
-                                                             max_iter=max_iter))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(
+        class_weight="balanced", C=C, max_iter=max_iter, solver=SOLVER))
     clf.fit(x_tr, y_tr)
     pred = clf.predict(x_te)
     return float(f1_score(y_te, pred, zero_division=0.0)), float(accuracy_score(y_te, pred))
@@ -252,14 +256,16 @@ def dictionary_bases(resid: Any, *, sae: Any = None, n_components: int | None = 
     """{"sae": latents, "pca": codes, "ica": codes} of residual activations [example, d_model].
 
     sae: an SAE (or anything with `encode`), left out when None. PCA and ICA (from
-    `analysis.dictionaries`) get `n_components` (default d_model) and are fitted on the rows
-    `fit_on` only (e.g. `split.train`; default all rows, which uses no labels)."""
+    `analysis.dictionaries`) get `n_components` (default min(d_model, 64): ICA's time grows
+    fast with it) and are fitted on the rows `fit_on` only (e.g. `split.train`; default all
+    rows, which uses no labels)."""
     from .dictionaries import fit_ica, fit_pca
 
     x = resid if isinstance(resid, torch.Tensor) else torch.as_tensor(np.asarray(resid))
     x = x.detach().float().cpu()
-    n = n_components or x.shape[1]
-    fit_rows = x if fit_on is None else x[torch.as_tensor(fit_on)]
+    n = n_components or min(x.shape[1], 64)
+    # float64 for the fits: FastICA rarely meets its tolerance in float32 and runs to max_iter
+    fit_rows = (x if fit_on is None else x[torch.as_tensor(fit_on)]).double().numpy()
     out = {}
     with torch.no_grad():
         if sae is not None:

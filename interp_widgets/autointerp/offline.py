@@ -1,9 +1,10 @@
 """The offline explainer and simulator: statistics, no network, deterministic.
 
 Explain: which tokens, token bigrams and preceding tokens carry the unit's activation, by
-enrichment against a baseline. For each pattern p (a token t; a bigram (s, t); "after s", the
-token following s) with activation mass A(p) (sum of 0-10 activations at positions matching p
-in the records) and baseline count B(p)::
+enrichment against a baseline. Activations are read as 0-10 levels above the unit's resting
+level (`records.levels`; for sparse units the same as OpenAI's 0-10 scale). For each pattern p
+(a token t; a bigram (s, t); "after s", the token following s) with activation mass A(p) (sum
+of 0-10 activations at positions matching p in the records) and baseline count B(p)::
 
     enrichment(p) = log((A(p) + 1) / (sum A + V)) - log((B(p) + 1) / (sum B + V))
 
@@ -35,7 +36,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .records import ActivationRecord, normalized
+from .records import ActivationRecord, levels
 
 STATISTICAL_LABEL = "[statistical, not LLM-written]"
 EXPLAINER_NAME = "offline-statistical"
@@ -117,7 +118,7 @@ def explain_offline(records: Sequence[ActivationRecord], *,
                     baseline: Sequence[Sequence[str]] | None = None, n_tokens: int = 5,
                     n_ngrams: int = 3, n_after: int = 2, min_count: int = 2) -> str:
     """A statistical explanation of `records` (see the module docstring)."""
-    values = normalized(records)
+    values = levels(records)
     mass: Counter = Counter()  # activation mass at active positions
     active: Counter = Counter()  # active occurrences
     total: Counter = Counter()  # activation sum over all occurrences in the records

@@ -79,6 +79,26 @@ def normalized(records: Sequence[ActivationRecord], max_act: float | None = None
     return [normalize(r.activations, m) for r in records]
 
 
+def activation_floor(records: Sequence[ActivationRecord]) -> float:
+    """The activation that counts as silent: max(0, median over the "random" records' tokens, or
+    over all tokens when there are none). 0 for sparse units; the typical level for units that
+    are never near 0 (some GELU neurons, PCA directions)."""
+    pool = [a for r in records if r.source == "random" for a in r.activations] or \
+        [a for r in records for a in r.activations]
+    return max(0.0, float(np.median(pool))) if pool else 0.0
+
+
+def levels(records: Sequence[ActivationRecord]) -> list[list[int]]:
+    """Each record's activations as integers 0-10 above `activation_floor`:
+    ``min(10, floor(10 * (a - floor) / (max - floor)))``, 0 below the floor. The same as
+    `normalized` when the floor is 0; used by the offline explainer and by detection / fuzzing,
+    so that a unit with a high resting level is read by what rises above it."""
+    low = activation_floor(records)
+    top = max_activation(records)
+    return [[0 if top <= low else min(10, math.floor(10 * max(a - low, 0.0) / (top - low)))
+             for a in r.activations] for r in records]
+
+
 def _check_records(records: Any) -> list[ActivationRecord]:
     if isinstance(records, ActivationRecord):
         return [records]

@@ -4,6 +4,8 @@
   records pooled together (OpenAI's definition; not an average of per-record correlations);
   top_and_random: the same over the "top" and "random" records (OpenAI's headline score), and
   `top` / `random` over each alone.
+Detection and fuzzing read activations as 0-10 levels above the unit's resting level
+(`records.levels`).
 - detection (after EleutherAI's Delphi): can the explanation tell records where the unit fires
   from records where it does not? Positives are the "top" (and "quantile") records; negatives the
   "random" records that do not fire (0-10 activation below `active_min` everywhere; random
@@ -34,7 +36,8 @@ from . import prompts
 from .client import Budget, Client, as_floats, first_json, make_client
 from .errors import ResponseParseError
 from .explain import _mode, simulate
-from .records import ActivationRecord, _check_records, max_activation, normalize
+from .records import ActivationRecord, _check_records
+from .records import levels as records_levels
 
 SCORE_NAMES = ("correlation", "top_and_random", "top", "random", "detection_balanced_accuracy",
                "detection_auc", "fuzzing_balanced_accuracy", "fuzzing_auc")
@@ -125,7 +128,7 @@ def score(explanation: str, records: Sequence[ActivationRecord], *, simulator: s
     out.top = subset(lambda s: s == "top")
     out.random = subset(lambda s: s == "random")
 
-    levels = [normalize(r.activations, max_activation(records)) for r in records]
+    levels = records_levels(records)
     if detection:
         step("detection")
         chosen = [(i, lab) for i, lab in enumerate(_detection_labels(records, levels,
