@@ -86,14 +86,16 @@ class Grid:
         return self.linear * torch.expm1(t.abs()) * t.sign()
 
     def index(self, x: torch.Tensor) -> torch.Tensor:
-        """LongTensor like `x`: the bin of each value."""
+        """LongTensor like `x` [row, neuron]: the bin of each value plus neuron * n_bins (one
+        flat index over every neuron's histogram)."""
         t = torch.log1p(x.abs().mul_(1 / self.linear)).copysign_(x)
         t = t.add_(self.units).mul_(self.bins_per_unit).ceil_().sub_(1)  # (lo, hi] bins
-        return t.clamp_(0, self.n_bins - 1).long()
+        offsets = torch.arange(x.shape[-1], dtype=t.dtype) * self.n_bins  # exact below 2^24
+        return t.clamp_(0, self.n_bins - 1).add_(offsets).long()
 
-    def bucket(self, bins: torch.Tensor) -> torch.Tensor:
-        """LongTensor like `bins`: the sample bucket of each bin."""
-        return bins >> (self.bins_per_bucket.bit_length() - 1)
+    def bucket(self, flat_bins: torch.Tensor) -> torch.Tensor:
+        """LongTensor like `flat_bins`: neuron * n_buckets + the sample bucket of each bin."""
+        return flat_bins >> (self.bins_per_bucket.bit_length() - 1)
 
 
 @dataclass
@@ -515,16 +517,15 @@ class NeuronScan:
         if self._xtx is not None:  # float32 within a batch (half the time), float64 across
             for s in range(0, x.shape[1], _XTX_BLOCK):
                 block = x[:, s: s + _XTX_BLOCK].T @ x[:, s:]  # [block, neuron - s]
-                self._xtx[s: s + _XTX_BLOCK, s:] += block.double()
-                self._sumsq[s: s + _XTX_BLOCK] += block.diagonal().double()
+                self._xtx[s: s + _XTX_BLOCK, s:] += block  # promoted to float64 in place
+                self._sumsq[s: s + _XTX_BLOCK] += block.diagonal()
         else:
             self._sumsq += (x * x).sum(0, dtype=torch.float64)
         self._sum += x.sum(0, dtype=torch.float64)
         grid = self.grid
-        bins = grid.index(x)  # [row, neuron]
         n_neurons = x.shape[1]
-        offsets = torch.arange(n_neurons) * grid.n_bins
-        self.hist += torch.bincount((bins + offsets).view(-1),
+        bins = grid.index(x)  # [row, neuron], flat over all neurons' bins
+        self.hist += torch.bincount(bins.view(-1),
                                     minlength=n_neurons * grid.n_bins).view(n_neurons, -1)
         self.meta["n_tokens"] += int(rb.numel())
 
@@ -552,19 +553,19 @@ class NeuronScan:
             self._top.add({"group": n, "value": x[r, n], "doc": docs[rb[r]], "pos": rp[r],
                            "prio": keys[r]}, lambda i: contexts(r[i], n[i]))
 
-        # bucket samples: rows in priority order, a chunk at a time, against current thresholds
+        # bucket samples: a chunk of rows at a time against the current thresholds (the s-th
+        # smallest priority kept per bucket), which fall as the pool fills
         prio = _mix63(keys, self.meta["seed"])
-        nb = grid.n_buckets
-        buckets = grid.bucket(bins)  # [row, neuron]
-        for chunk in torch.argsort(prio).split(_CHUNK_ROWS):
-            thr = self._samples.prio[:, -1].view(n_neurons, nb).T  # [bucket, neuron]
-            bk = buckets[chunk]
-            r, n = (prio[chunk][:, None] < thr.gather(0, bk)).nonzero(as_tuple=True)
+        groups = grid.bucket(bins)  # [row, neuron]: neuron * n_buckets + bucket
+        for start in range(0, x.shape[0], _CHUNK_ROWS):
+            g = groups[start: start + _CHUNK_ROWS]
+            thr = self._samples.prio[:, -1]  # [neuron * bucket]
+            r, n = (prio[start: start + _CHUNK_ROWS, None] < thr[g]).nonzero(as_tuple=True)
             if r.numel() == 0:
                 continue
-            r = chunk[r]
-            self._samples.add({"group": n * nb + buckets[r, n], "value": x[r, n],
-                               "doc": docs[rb[r]], "pos": rp[r], "prio": prio[r]},
+            r = r + start
+            self._samples.add({"group": groups[r, n], "value": x[r, n], "doc": docs[rb[r]],
+                               "pos": rp[r], "prio": prio[r]},
                               lambda i, r=r, n=n: contexts(r[i], n[i]))
 
     def _finish(self, model: Model) -> None:
@@ -643,6 +644,23 @@ def iter_corpus(model: Model, corpus: Iterable[str | Sequence[int]], batch_size:
         start += len(batch)
 
 
+def layer_activations(model: Model, rows: list[list[int]], name: str,
+                      layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(tokens, mask LongTensor[batch, pos], acts Tensor[batch, pos, ...] at hook `name`) for
+    token-id rows, right-padded as `Model.run` pads them. The model runs only through block
+    `layer` (TransformerBridge's `stop_at_layer`): later blocks and the unembedding cannot change
+    the activation, and a scan of an early layer skips most of the work. (`Model.run` always
+    computes the logits, so it is not used here.)"""
+    tokens = model.to_tokens(rows, prepend_bos=False)  # checked and padded by Model
+    lengths = torch.tensor([len(r) for r in rows], device=tokens.device)
+    mask = (torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]).long()
+    kwargs = {"attention_mask": mask} if bool((mask == 0).any()) else {}
+    with torch.no_grad():
+        _, cache = model.bridge.run_with_cache(tokens, names_filter=[name],
+                                               stop_at_layer=layer + 1, **kwargs)
+    return tokens, mask, cache[name]
+
+
 def _tokenize(model: Model, batch: list, start: int) -> list[list[int]]:
     """Token ids of each document in `batch` (strings tokenized together), without BOS."""
     docs = [_doc_ids(d, start + i) for i, d in enumerate(batch)]
@@ -705,13 +723,14 @@ def scan_neurons(model: Model, corpus: Iterable[str | Sequence[int]], layer: int
             meta["corpus_docs"] = batch.start + batch.size
             if batch.rows is not None:
                 if batch.rows:
-                    run = model.run([r for _, r in batch.rows], names=[name], prepend_bos=False)
-                    acts = run.cache[name].float().cpu()  # [batch, pos, neuron]
+                    tokens, mask, acts = layer_activations(model, [r for _, r in batch.rows],
+                                                           name, layer)
+                    acts = acts.float().cpu()  # [batch, pos, neuron]
                     docs = torch.tensor([i for i, _ in batch.rows])
                 with _defer_interrupt():
                     if batch.rows:
-                        scan._add_batch(run.tokens.cpu(), run.attention_mask.cpu(), acts, docs)
-                        del run, acts  # before the next forward, so two batches never coexist
+                        scan._add_batch(tokens.cpu(), mask.cpu(), acts, docs)
+                        del acts  # before the next forward, so two batches never coexist
                     meta["n_docs"] += batch.size
                     meta["n_empty"] += batch.size - len(batch.rows)
                     meta["n_truncated"] += batch.n_truncated

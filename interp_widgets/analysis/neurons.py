@@ -18,7 +18,7 @@ import torch
 
 from ..model import Model, Run, per_token_loss
 from ._checks import check_layer, check_neuron, d_mlp, mlp_hook
-from .corpus import NeuronScan, iter_corpus
+from .corpus import NeuronScan, iter_corpus, layer_activations
 from .logit_lens import single_token_id
 
 Hook = Callable[[torch.Tensor, object], torch.Tensor]
@@ -78,8 +78,8 @@ def corpus_activations(model: Model, corpus, layer: int, neuron: int, *,
     out = []
     for batch in iter_corpus(model, corpus, batch_size):
         if batch.rows:
-            run = model.run([r for _, r in batch.rows], names=[name], prepend_bos=False)
-            acts = run.cache[name][..., n].float().cpu()
+            _, _, acts = layer_activations(model, [r for _, r in batch.rows], name, layer)
+            acts = acts[..., n].float().cpu()  # [batch, pos]
             out += [(d, r, acts[i, : len(r)]) for i, (d, r) in enumerate(batch.rows)]
     return out
 
