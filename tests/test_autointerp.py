@@ -268,7 +268,8 @@ def test_offline_batch_on_the_demo_model(model, tmp_path):
     out = ai.explain_units(units, model_id=model.name, source=scan.meta["hook"], store=store,
                            progress=False)
     assert len(out.done) == 6 and out.calls == 0 and len(store) == 6
+    scores = [e.score for e in store.entries()]
     for e in store.entries():
         assert e.explanation.startswith(ai.STATISTICAL_LABEL) and e.kind == "statistical"
-        assert -1.0 <= e.score <= 1.0
-    assert np.nanmean([e.score for e in store.entries()]) > 0.2
+        assert -1.0 <= e.score <= 1.0 or (math.isnan(e.score) and e.scores.notes)
+    assert np.isfinite(scores).sum() >= 3 and np.nanmean(scores) > 0.2

@@ -118,6 +118,9 @@ def score(explanation: str, records: Sequence[ActivationRecord], *, simulator: s
                  simulator=f"llm:{llm.model}" if llm else "offline-statistical")
     true = [r.activations for r in records]
     out.correlation = pooled_correlation(true, pred)
+    if math.isnan(out.correlation):
+        out.notes.append("correlation: undefined, the simulated (or true) activations are "
+                         "constant: the explanation predicts nothing on these records")
 
     def subset(keep) -> float:
         idx = [i for i, r in enumerate(records) if keep(r.source)]
