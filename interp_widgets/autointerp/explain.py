@@ -109,8 +109,7 @@ def _no_logprobs(err: Exception) -> bool:
     """Whether `err` says the endpoint cannot give completion logprobs (so JSON should be tried)."""
     if isinstance(err, (EndpointNotFoundError, ResponseParseError)):
         return True
-    msg = str(err)
-    return msg.startswith(("HTTP 400", "HTTP 422", "HTTP 501")) or " HTTP 400 " in msg
+    return str(err).startswith(("HTTP 400", "HTTP 422", "HTTP 501"))
 
 
 def _simulate_logprobs(llm: Client, explanation: str, record: ActivationRecord,
