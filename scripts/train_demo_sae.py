@@ -60,7 +60,7 @@ def main() -> None:
     evals = {f"TopK SAE (d_sae {d_sae}, k {args.k})": evaluate_sae(model, sae, held_out)}
     for kind in ("pca", "ica"):
         base = fit_dictionary(model, docs[:500], hook, kind, model.cfg.d_model, k=args.k,
-                              max_tokens=50_000, seed=args.seed)
+                              seed=args.seed)
         evals[f"{kind.upper()} ({model.cfg.d_model} components, top {args.k})"] = \
             evaluate_sae(model, base, held_out)
     table = evaluation_table(evals)
