@@ -40,7 +40,7 @@ class LinearDictionary(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Tensor[..., d_sae]: codes of x [..., d_in]."""
         x = x.flatten(-2) if x.shape[-1] != self.d_in and x.ndim >= 2 else x
-        codes = (x.to(self.W_enc.dtype) - self.b_dec) @ self.W_enc
+        codes = (x.to(self.W_enc.device, self.W_enc.dtype) - self.b_dec) @ self.W_enc
         if self.k is not None and self.k < self.d_sae:
             size = codes.abs() * self.W_dec.norm(dim=-1)  # each code's share of the output
             idx = size.topk(self.k, dim=-1, sorted=False).indices
@@ -54,7 +54,7 @@ class LinearDictionary(nn.Module):
         return codes @ self.W_dec + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x)).reshape(x.shape).to(x.dtype)
+        return self.decode(self.encode(x)).reshape(x.shape).to(x.device, x.dtype)
 
     def feature_directions(self) -> torch.Tensor:
         """Tensor[d_sae, d_in]: what one unit of each code adds to the reconstruction."""

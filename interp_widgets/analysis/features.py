@@ -39,7 +39,7 @@ def _check_feature(sae: Any, feature: int) -> int:
 
 def _direction(model: Model, sae: Any) -> torch.Tensor:
     """Tensor[d_sae, d_model]: feature directions, centred when the model uses LayerNorm."""
-    w = sae.feature_directions().detach().float()
+    w = sae.feature_directions().detach().float().to(model.device)
     if str(model.cfg.normalization_type).startswith("LN"):
         w = w - w.mean(dim=-1, keepdim=True)  # LayerNorm removes the mean anyway
     return w

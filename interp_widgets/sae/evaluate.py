@@ -90,7 +90,7 @@ def evaluate_sae(model: Model, sae: Any, corpus: Iterable[str], *, batch_size: i
         x = clean.cache[hook][keep].flatten(1).float()  # [n, d_in]
         with torch.no_grad():
             codes = sae.encode(x)
-            recon = sae.decode(codes, x).float()
+            recon = sae.decode(codes, x).float().to(x.device)
         acc.add(x, recon, codes, clean.loss, spliced.loss, zero.loss)
     return acc.result(dense_threshold, bins)
 

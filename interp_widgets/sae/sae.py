@@ -145,7 +145,7 @@ class SAE(nn.Module):
     def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
         """Tensor[..., d_sae]: the pre-activations that the nonlinearity sees (for TopK with
         `rescale_acts_by_decoder_norm`, already scaled by the decoder norms). x: [..., d_in]."""
-        x = self._flatten_in(x).to(self.dtype)
+        x = self._flatten_in(x).to(self.device, self.dtype)
         sae_in = self._normalizer(x)[0](x) - self.b_dec * self.apply_b_dec_to_input
         if self.arch == "gated":
             return sae_in @ (self.W_enc * self.r_mag.exp()) + self.b_mag
@@ -163,14 +163,14 @@ class SAE(nn.Module):
         if self.arch == "jumprelu":
             return pre.relu() * (pre > self.threshold).to(pre.dtype)
         if self.arch == "gated":
-            x = self._flatten_in(x).to(self.dtype)
+            x = self._flatten_in(x).to(self.device, self.dtype)
             sae_in = self._normalizer(x)[0](x) - self.b_dec * self.apply_b_dec_to_input
             return (sae_in @ self.W_enc + self.b_gate > 0).to(pre.dtype) * pre.relu()
         return pre.relu()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Tensor[..., d_sae]: feature activations of x [..., d_in] (hook_z SAEs also take
-        [..., n_heads, d_head])."""
+        [..., n_heads, d_head]), on the SAE's device (x is moved there if need be)."""
         return self.activate(self.encode_pre(x), x)
 
     def decode(self, acts: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -185,7 +185,7 @@ class SAE(nn.Module):
             if x is None:
                 raise ValueError(f"This SAE normalizes its input ({self.normalize_activations!r}), "
                                  "so decode needs the input: sae.decode(acts, x).")
-            out = self._normalizer(self._flatten_in(x).to(self.dtype))[1](out)
+            out = self._normalizer(self._flatten_in(x).to(self.device, self.dtype))[1](out)
         return out
 
     def unflatten(self, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -195,7 +195,7 @@ class SAE(nn.Module):
     def forward(self, x: torch.Tensor, *, use_error_term: bool = False) -> torch.Tensor:
         """The reconstruction of x, shaped like x; with `use_error_term`, plus the error term
         `x - reconstruction` (so the output equals x exactly)."""
-        out = self.unflatten(self.decode(self.encode(x), x), x).to(x.dtype)
+        out = self.unflatten(self.decode(self.encode(x), x), x).to(x.device, x.dtype)
         return x if use_error_term else out
 
     def error(self, x: torch.Tensor) -> torch.Tensor:

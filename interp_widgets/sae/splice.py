@@ -106,11 +106,12 @@ def splice_hook(sae: SAE, *, use_error_term: bool = False, edits: Sequence[Featu
             raise SAEShapeError(sae.hook_name, sae.d_in, tuple(x.shape))
         with torch.no_grad():
             acts = sae.encode(x)
-            recons = sae.decode(acts, x).reshape(x.shape).to(x.dtype)
+            recons = sae.decode(acts, x).reshape(x.shape).to(x.device, x.dtype)
             edited = acts
             for e in mine:
                 edited = e.apply(edited)
-            out = recons if edited is acts else sae.decode(edited, x).reshape(x.shape).to(x.dtype)
+            out = recons if edited is acts else \
+                sae.decode(edited, x).reshape(x.shape).to(x.device, x.dtype)
             error = x - recons
             if use_error_term:
                 out = out + error
