@@ -4,24 +4,23 @@
     model = iw.load_model("demo")
     run = model.run("When Mary and John went to the store, John gave a drink to")
     run.top_predictions(k=5)
+
+The public API is flat: every name in `interp_widgets.analysis` (pure computation),
+`interp_widgets.widgets` (the views) and `interp_widgets.sae` is re-exported here, and
+`iw.autointerp` and `iw.demo` are submodules.
 """
 
-from . import demo
+from . import analysis, autointerp, demo, sae, widgets
 from ._errors import UnknownHookError
+from .analysis import *
 from .model import Model, Run, available_devices, hook_name, load_model
-from .widgets import AttentionView, LogitLens, TokenHeatmap
+from .sae import *
+from .widgets import *
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AttentionView",
-    "LogitLens",
-    "Model",
-    "Run",
-    "TokenHeatmap",
-    "UnknownHookError",
-    "available_devices",
-    "demo",
-    "hook_name",
-    "load_model",
-]
+__all__ = sorted(
+    {"Model", "Run", "UnknownHookError", "autointerp", "available_devices", "demo", "hook_name",
+     "load_model"}
+    | set(analysis.__all__) | set(sae.__all__) | set(widgets.__all__)
+)
