@@ -560,7 +560,8 @@ class NeuronScan:
         for start in range(0, x.shape[0], _CHUNK_ROWS):
             g = groups[start: start + _CHUNK_ROWS]
             thr = self._samples.prio[:, -1]  # [neuron * bucket]
-            r, n = (prio[start: start + _CHUNK_ROWS, None] < thr[g]).nonzero(as_tuple=True)
+            thr = thr.index_select(0, g.reshape(-1)).view_as(g)  # 30x faster than thr[g]
+            r, n = (prio[start: start + _CHUNK_ROWS, None] < thr).nonzero(as_tuple=True)
             if r.numel() == 0:
                 continue
             r = r + start
