@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def demo(args: argparse.Namespace) -> int:
            f"--ServerApp.root_dir={dest}", f"--port={args.port}", "--ServerApp.ip=127.0.0.1"]
     if args.no_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers often run as root; JupyterLab refuses otherwise
     cmd += args.jupyter_args
     print("starting:", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=dest)

@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+import interp_widgets as iw
 from interp_widgets import cli
 
 
@@ -20,8 +21,7 @@ def test_info_prints_versions_device_and_demo_metrics(capsys):
     out = capsys.readouterr().out
     for word in ("torch", "transformer-lens", "device", "demo model", "MB", "layers"):
         assert word in out
-    log = json.loads((cli.bundled_notebooks_dir().parent / "interp_widgets" / "demo" / "model"
-                      / "training_log.json").read_text())
+    log = json.loads((iw.demo.MODEL_DIR / "training_log.json").read_text())
     for key in log["final_metrics"]:
         assert key in out
 
