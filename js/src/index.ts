@@ -10,11 +10,11 @@ import { attributionView } from "./widgets/attribution";
 import { patchingView } from "./widgets/patching";
 import { perturbationFlowView } from "./widgets/perturbation";
 import { steeringView } from "./widgets/steering";
-import { featureBrowser } from "./widgets/feature_browser";
-import { promptFeatures } from "./widgets/prompt_features";
 import { autointerpTable } from "./widgets/autointerp_table";
 import { probeView } from "./widgets/probe_view";
 import { withExplain } from "./components/explain";
+import { featureBrowser } from "./widgets/feature_browser";
+import { promptFeatures } from "./widgets/prompt_features";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
@@ -25,10 +25,10 @@ export const VIEWS: Record<string, View> = {
   attribution: attributionView,
   steering: steeringView,
   perturbation_flow: perturbationFlowView,
-  feature_browser: withExplain(featureBrowser),
-  prompt_features: promptFeatures,
   autointerp_table: autointerpTable,
   probe_view: probeView,
+  feature_browser: withExplain(featureBrowser),
+  prompt_features: promptFeatures,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
@@ -39,5 +39,8 @@ function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => v
 export function renderStatic(el: HTMLElement, header: PayloadHeader, data: ArrayBuffer, dataOffset: number): () => void {
   return mountStatic(el, header, data, dataOffset, VIEWS);
 }
+
+// The codec is exported for the real-browser round-trip test (tests/e2e/test_codec_browser.py).
+export { csrToDense, decodeArray, decodeCSR } from "./codec";
 
 export default { render };

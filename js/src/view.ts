@@ -18,7 +18,13 @@ export type View = (ctx: ViewContext) => (() => void) | void;
 
 export const STATIC_NOTE = "Static export: re-running the model needs a running kernel, so those controls are disabled.";
 
-let serial = 0;
+/** A page-wide serial: anywidget loads a fresh copy of this module per widget, so a module-level
+ * counter would restart and give every widget the same DOM id. */
+function nextSerial(): number {
+  const g = globalThis as { __iwSerial?: number };
+  g.__iwSerial = (g.__iwSerial ?? 0) + 1;
+  return g.__iwSerial;
+}
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -26,7 +32,7 @@ function errorText(e: unknown): string {
 
 export function renderView(model: WidgetModel, el: HTMLElement, views: Record<string, View>, live: boolean): () => void {
   const name = String(model.get("_view") ?? "");
-  const root = h("div", { class: "iw-root", attrs: { "data-view": name, id: `iw-${name || "view"}-${++serial}` } });
+  const root = h("div", { class: "iw-root", attrs: { "data-view": name, id: `iw-${name || "view"}-${nextSerial()}` } });
   const errors = h("div", { class: "iw-errors" });
   root.append(errors);
   const mark = (what: string) => performance?.mark?.(what, { detail: root.id });
