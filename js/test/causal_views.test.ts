@@ -1,6 +1,6 @@
 // Patching, attribution, steering and perturbation-flow views in happy-dom against a local model
 // (the static-export shim answers requests from a table, as the kernel would).
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { encodeArray } from "../src/codec";
 import { extractBuffers, requestKey } from "../src/rpc";
 import { staticModel, type StoredAnswer } from "../src/static";
@@ -81,9 +81,8 @@ describe("patching view", () => {
     const slider = root.querySelector("input.iw-patch-alpha") as HTMLInputElement;
     slider.value = "0.4";
     slider.dispatchEvent(new Event("input", { bubbles: true }));
-    await tick(20);
     const out = root.querySelector(".iw-patch-result") as HTMLElement;
-    expect(out.dataset.alpha).toBe("0.4");
+    await vi.waitFor(() => expect(out.dataset.alpha).toBe("0.4"), { timeout: 3000 });
     expect(out.querySelector(".iw-patch-value")!.textContent).toBe("0.7500");
     expect(root.querySelector(".iw-patch-top")!.textContent).toContain("Mary");
     expect(root.querySelector("img")).toBeNull();
@@ -94,8 +93,7 @@ describe("patching view", () => {
     const box = el.querySelector("input.iw-patch-alpha-number") as HTMLInputElement;
     box.value = "1.5";
     box.dispatchEvent(new Event("change"));
-    await tick(20);
-    expect(el.querySelector(".iw-patch-note")!.textContent).toBe("α = 1.500 is outside [0, 1]: clipped to 1.000");
+    await vi.waitFor(() => expect(el.querySelector(".iw-patch-note")!.textContent).toBe("α = 1.500 is outside [0, 1]: clipped to 1.000"), { timeout: 3000 });
     expect((el.querySelector("input.iw-patch-alpha") as HTMLInputElement).value).toBe("1");
   });
 
@@ -147,8 +145,9 @@ describe("attribution, steering and perturbation-flow views", () => {
     const coeff = root.querySelector("input.iw-steer-coeff") as HTMLInputElement;
     coeff.value = "8";
     coeff.dispatchEvent(new Event("input", { bubbles: true }));
-    await tick(20);
-    expect(root.dataset.coeff).toBe("8");
+    await vi.waitFor(() => expect(root.dataset.coeff).toBe("8"), { timeout: 3000 });
+    await vi.waitFor(() => expect(root.querySelector(".iw-steer-status")!.textContent).toContain("0.3000"),
+      { timeout: 3000 });
     expect(root.querySelector(".iw-steer-steered")!.textContent).toContain("·x·y");
     expect(root.querySelector(".iw-steer-status")!.textContent).toContain("0.3000");
   });
