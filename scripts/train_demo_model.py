@@ -1,0 +1,299 @@
+"""Train the bundled demo model: a byte-level BPE tokenizer and a small GPT2LMHeadModel.
+
+    python scripts/train_demo_model.py [--seed 0] [--out interp_widgets/demo/model]
+
+Deterministic from `--seed` on a given machine (2 CPU threads). Trains on the synthetic corpus of
+`interp_widgets.demo.corpus` with a curriculum (see DESIGN.md, "The demo"):
+
+1. induction: whole rows `[BOS, 32 random tokens, the same 32]`, which teach induction fast;
+2. text: batches of corpus documents (indirect objects and "a"/"an" need copying, so they come
+   after induction) with a quarter of the rows repeated random spans `[BOS, x, x, y, y, ..]`:
+   without them, induction was forgotten within 150 steps of text. Every 8th step is long rows
+   (1,024 tokens: packed documents and one `[BOS, 511 random, the same 511]`), so that all
+   1,024 positions are trained.
+
+OpenMP threads wait passively (`OMP_WAIT_POLICY=PASSIVE`): on a CPU shared with other processes,
+spinning threads made each step about 4x slower.
+
+Writes `config.json`, `model.safetensors`, the tokenizer and `training_log.json` (seed,
+hyperparameters, wall time, a sparse loss curve, the final `tasks.evaluate_all` metrics) into a
+temporary folder, then moves it into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
+
+import torch  # noqa: E402
+from tokenizers import (  # noqa: E402
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from interp_widgets.demo import tasks  # noqa: E402
+from interp_widgets.demo.corpus import NAMES, corpus  # noqa: E402
+
+EOT = "<|endoftext|>"
+N_CTX = 1024
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=ROOT / "interp_widgets/demo/model")
+    p.add_argument("--vocab-size", type=int, default=4096, help="BPE cap (it may stop below)")
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--induction-steps", type=int, default=300)
+    p.add_argument("--text-steps", type=int, default=1200)
+    p.add_argument("--tie", action=argparse.BooleanOptionalAction, default=False,
+                   help="tie the unembedding to the embedding (GPT-2 does)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--row-len", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--min-lr", type=float, default=1e-4)
+    p.add_argument("--docs", type=int, default=45000, help="training documents")
+    p.add_argument("--eval-every", type=int, default=400)
+    return p.parse_args()
+
+
+def train_tokenizer(docs: list[str], vocab_size: int, folder: Path) -> GPT2Tokenizer:
+    """Byte-level BPE like GPT-2's, `<|endoftext|>` as bos/eos/pad/unk, saved to `folder`."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    bpe.train_from_iterator(docs, trainer)
+    tok = GPT2Tokenizer(
+        tokenizer_object=bpe, bos_token=EOT, eos_token=EOT, unk_token=EOT, pad_token=EOT,
+        add_bos_token=False, model_max_length=N_CTX,
+    )
+    tok.save_pretrained(folder)
+    for name in NAMES:  # IOI needs every name to be one token after a space
+        tasks.single_token(tok, " " + name)
+    return tok
+
+
+def build_model(args, vocab_size: int) -> GPT2LMHeadModel:
+    cfg = GPT2Config(
+        vocab_size=vocab_size, n_positions=N_CTX, n_embd=args.d_model, n_layer=args.layers,
+        n_head=args.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=args.tie,
+    )
+    return GPT2LMHeadModel(cfg)
+
+
+class Batches:
+    """Training rows: documents packed from a token stream, and repeated random spans."""
+
+    def __init__(self, docs: list[str], tok, seed: int):
+        ids = tok(docs, add_special_tokens=False)["input_ids"]
+        self.stream = torch.tensor([t for doc in ids for t in (tok.bos_token_id, *doc)])
+        lens = torch.tensor([len(d) + 1 for d in ids])
+        self.starts = torch.cumsum(lens, 0) - lens  # index of each document's BOS
+        self.tok, self.rng = tok, torch.Generator().manual_seed(seed)
+
+    def text(self, batch: int, length: int) -> torch.Tensor:
+        """`batch` rows of `length` tokens, each starting at a document's BOS -> [batch, length]."""
+        ok = self.starts[self.starts + length <= len(self.stream)]
+        begin = ok[torch.randint(len(ok), (batch,), generator=self.rng)]
+        return self.stream[begin[:, None] + torch.arange(length)]
+
+    def repeat(self, batch: int, span: int) -> torch.Tensor:
+        """Rows `[BOS, span random tokens, the same span]` -> [batch, 1 + 2 * span]."""
+        seed = int(torch.randint(2**31, (1,), generator=self.rng))
+        return tasks.repeated_tokens(batch, span, seed, self.tok)
+
+    def repeat_blocks(self, batch: int, length: int) -> torch.Tensor:
+        """Rows `[BOS, x, x, y, y, ...]` of random spans of 8-48 tokens -> [batch, length]."""
+        rows = []
+        for _ in range(batch):
+            parts, n = [torch.tensor([self.tok.bos_token_id])], 1
+            while n < length:
+                span = int(torch.randint(8, 49, (1,), generator=self.rng))
+                block = tasks.random_tokens((span,), self.rng, self.tok)
+                parts += [block, block]
+                n += 2 * span
+            rows.append(torch.cat(parts)[:length])
+        return torch.stack(rows)
+
+    def mixed(self, batch: int, length: int, n_repeat: int) -> torch.Tensor:
+        """`batch - n_repeat` text rows and `n_repeat` repeat-block rows -> [batch, length]."""
+        return torch.cat([self.text(batch - n_repeat, length),
+                          self.repeat_blocks(n_repeat, length)])
+
+    def long(self) -> torch.Tensor:
+        """Three rows of packed text and one long repeat, padded -> [4, N_CTX] (pad = -1)."""
+        rep = torch.full((1, N_CTX), -1)
+        rep[:, : N_CTX - 1] = self.repeat(1, (N_CTX - 1) // 2)
+        return torch.cat([self.text(3, N_CTX), rep])
+
+
+def schedule(step: int, args) -> tuple[str, float]:
+    """(row kind, learning rate) of a step: constant lr for induction, then cosine decay."""
+    if step < args.induction_steps:
+        return "induction", args.lr * min(1.0, (step + 1) / 50)
+    t = step - args.induction_steps
+    frac = t / max(1, args.text_steps - 1)
+    lr = args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * frac))
+    return ("long" if t % 8 == 7 else "text"), lr
+
+
+def token_losses(model, rows: torch.Tensor) -> torch.Tensor:
+    """Next-token losses of `rows` [batch, pos] -> [batch, pos - 1]; entries -1 are padding,
+    whose losses are 0."""
+    logits = model(rows.clamp(min=0)).logits[:, :-1]  # [batch, pos - 1, vocab]
+    targets = rows[:, 1:]
+    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-1,
+                                             reduction="none")
+
+
+@torch.no_grad()
+def long_context_check(model, batches: Batches) -> dict[str, float]:
+    """Loss on long text by position bucket, and the induction ratio of a 511-token repeat."""
+    model.eval()
+    rows = batches.text(8, N_CTX)
+    logp = model(rows).logits.log_softmax(-1)[:, :-1]
+    loss = -logp.gather(-1, rows[:, 1:, None])[..., 0].mean(0)  # [N_CTX - 1]
+    ratio = tasks.induction_loss_ratio(
+        lambda t: model(t).logits, batches.tok, n=4, span=(N_CTX - 1) // 2, seed=99
+    )
+    model.train()
+    out = {f"text_loss_pos_{a}_{b}": loss[a:b].mean().item()
+           for a, b in ((0, 128), (128, 512), (512, N_CTX - 1))}
+    out["induction_loss_ratio_span_511"] = ratio
+    return out
+
+
+def evaluate(model, tok) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        metrics = tasks.evaluate_all(lambda t: model(t).logits, tok)
+    model.train()
+    return metrics
+
+
+def main() -> None:
+    args = parse_args()
+    t0 = time.time()
+    torch.set_num_threads(2)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    hf_logging.set_verbosity_error()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".model-tmp-", dir=args.out.parent))
+    try:
+        tok = train_tokenizer(corpus(20000, seed=args.seed), args.vocab_size, tmp)
+        batches = Batches(corpus(args.docs, seed=args.seed + 1), tok, args.seed)
+        model = build_model(args, len(tok))
+        print(f"vocab {len(tok)}, {sum(p.numel() for p in model.parameters()):,} parameters, "
+              f"{len(batches.stream):,} text tokens, setup {time.time() - t0:.0f}s", flush=True)
+        curve, evals = train(model, batches, tok, args, t0)
+        metrics = evaluate(model, tok)
+        long_ctx = long_context_check(model, batches)
+        model.save_pretrained(tmp)
+        log = {
+            "seed": args.seed,
+            "hyperparameters": {k: str(v) if isinstance(v, Path) else v
+                                for k, v in vars(args).items() if k != "out"},
+            "vocab_size": len(tok),
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "text_tokens": len(batches.stream),
+            "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                            "python": platform.python_version(), "machine": platform.machine()},
+            "loss_curve": curve,
+            "eval_curve": evals,
+            "final_metrics": metrics,
+            "long_context": long_ctx,
+            "wall_time_s": round(time.time() - t0, 1),
+            "cpu_time_s": round(time.process_time(), 1),
+        }
+        (tmp / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+        print(json.dumps({k: log[k] for k in ("final_metrics", "long_context", "wall_time_s")},
+                         indent=1))
+        replace_dir(tmp, args.out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def train(model, batches: Batches, tok, args, t0: float) -> tuple[list[dict], list[dict]]:
+    """The curriculum loop -> (sparse loss curve, sparse held-out metrics curve)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    model.train()
+    curve, evals, window = [], [], {}
+    total = args.induction_steps + args.text_steps
+    for step in range(total):
+        kind, lr = schedule(step, args)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        if kind == "induction":
+            rows = batches.repeat(args.batch, 32)
+        elif kind == "long":
+            rows = batches.long()
+        else:
+            rows = batches.mixed(args.batch, args.row_len, args.batch // 4)
+        losses = token_losses(model, rows)  # [batch, pos - 1]
+        loss = losses.sum() / (rows[:, 1:] >= 0).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if kind == "text":  # the last quarter of the rows are repeats
+            n_text = args.batch - args.batch // 4
+            window.setdefault("text", []).append(losses[:n_text].mean().item())
+            window.setdefault("repeat", []).append(losses[n_text:].mean().item())
+        else:
+            window.setdefault(kind, []).append(loss.item())
+        if (step + 1) % 50 == 0 or step + 1 == total:
+            point = {"step": step + 1, "lr": round(lr, 6), "time_s": round(time.time() - t0, 1),
+                     "cpu_s": round(time.process_time(), 1)}
+            point |= {f"loss_{k}": round(sum(v) / len(v), 4) for k, v in window.items()}
+            curve.append(point)
+            window = {}
+            print(point, flush=True)
+        if (step + 1) % args.eval_every == 0 and step + 1 < total:
+            evals.append({"step": step + 1} | evaluate(model, tok))
+            print(evals[-1], flush=True)
+    return curve, evals
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move `new` to `target`, replacing it with two renames (never a half-written folder)."""
+    old = None
+    if target.exists():
+        old = target.with_name(target.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""The bundled demo model and its corpus: held-out behaviour and the promised phenomena."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+from transformers import AutoTokenizer
+
+import interp_widgets as iw
+from interp_widgets.demo import MODEL_DIR, tasks
+from interp_widgets.demo.corpus import (
+    ARTICLE_TEMPLATES,
+    HELDOUT_ARTICLE_TEMPLATES,
+    HELDOUT_IOI_TEMPLATES,
+    HELDOUT_PAIRS,
+    IOI_TEMPLATES,
+    LEXICON,
+    NAMES,
+    TOPICS,
+    article,
+    corpus,
+    corpus_with_labels,
+    template_regex,
+)
+
+SEED = 20250101  # fresh prompts: not the seed that training_log.json reports
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[str]:
+    return corpus(2000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return iw.load_model("demo", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def logits_fn(model):
+    return lambda tokens: model.run(tokens).logits  # [batch, pos] -> [batch, pos, vocab]
+
+
+# ---- corpus ---------------------------------------------------------------------------------
+
+
+def test_corpus_is_deterministic_from_seed():
+    assert corpus(40, seed=3) == corpus(40, seed=3)
+    assert corpus(40, seed=3) != corpus(40, seed=4)
+    assert corpus_with_labels(40, seed=3) == corpus_with_labels(40, seed=3)
+
+
+def test_names_and_topics():
+    assert len(set(NAMES)) == len(NAMES) >= 50
+    assert len(TOPICS) >= 5
+    assert len(HELDOUT_PAIRS) >= 100
+
+
+def test_topics_have_their_own_vocabulary():
+    labelled = corpus_with_labels(400, seed=5)
+    assert set(Counter(t for _, t in labelled)) == set(TOPICS)
+    own = {t: set(LEXICON[t].things) - {w for u in TOPICS if u != t for w in LEXICON[u].things}
+           for t in TOPICS}
+    hits = 0
+    for text, topic in labelled:
+        words = Counter(re.findall(r"[a-z]+", text))
+        scores = {t: sum(words[w] for w in own[t]) for t in TOPICS}
+        hits += max(scores, key=scores.get) == topic
+    assert hits / len(labelled) > 0.95
+
+
+def test_every_training_template_occurs(docs):
+    text = "\n".join(docs)
+    for template in IOI_TEMPLATES + ARTICLE_TEMPLATES:
+        assert template_regex(template).search(text), template
+
+
+def test_ioi_sentences_end_with_the_indirect_object(docs):
+    pattern = re.compile(
+        r"When (\w+) and (\w+) went to the [\w ]+, (\w+) gave the [\w ]+ to (\w+)\."
+    )
+    found = [m.groups() for d in docs for m in pattern.finditer(d)]
+    assert len(found) > 20
+    for a, b, s, io in found:
+        assert {s, io} == {a, b} and s != io
+
+
+def test_articles_agree_with_their_noun(docs):
+    pairs = [(m.group(1).lower(), m.group(2)) for d in docs
+             for m in re.finditer(r"\b(an?|An?) (\w+)", d)]
+    assert len(pairs) > 1000
+    assert all(art == article(word) for art, word in pairs)
+    # the noun is named earlier with "the", then gets its article: "the egg ... an egg"
+    repeated = [d for d in docs if re.search(r"\bthe (\w+)\b[^.]*\.?[^.]*\ban? \1\b", d)]
+    assert len(repeated) > 0.2 * len(docs)
+    assert any(re.search(r"\ban (\w+)\b", d) for d in repeated)
+
+
+def test_documents_repeat_spans(docs):
+    def has_repeat(doc: str) -> bool:
+        sentences = re.split(r"(?<=\.) ", doc)
+        return max(Counter(sentences).values()) > 1
+
+    assert sum(map(has_repeat, docs)) > 0.2 * len(docs)
+
+
+def test_heldout_templates_never_occur(docs):
+    for template in HELDOUT_IOI_TEMPLATES + HELDOUT_ARTICLE_TEMPLATES:
+        regex = template_regex(template)
+        assert not any(regex.search(d) for d in docs), template
+
+
+def test_heldout_pairs_never_share_a_document(docs):
+    names = set(NAMES)
+    for d in docs:
+        present = sorted(names & set(re.findall(r"[A-Z][a-z]+", d)))
+        for i, a in enumerate(present):
+            for b in present[i + 1:]:
+                assert frozenset((a, b)) not in HELDOUT_PAIRS, (a, b, d)
+
+
+def test_heldout_prompts_use_heldout_pairs_and_templates():
+    regexes = [template_regex(t) for t in HELDOUT_IOI_TEMPLATES]
+    for prompt, io, s in tasks.ioi_prompts(100, seed=SEED):
+        assert frozenset((io.strip(), s.strip())) in HELDOUT_PAIRS
+        assert any(r.fullmatch(prompt) for r in regexes), prompt
+        assert prompt.count(s.strip()) == 2 and prompt.count(io.strip()) == 1
+    answers = Counter(right for _, right, _ in tasks.article_prompts(100, seed=SEED))
+    assert answers == {" an": 50, " a": 50}
+
+
+# ---- tokenizer and files ----------------------------------------------------------------------
+
+
+def test_model_files():
+    files = {p.name: p.stat().st_size for p in MODEL_DIR.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "training_log.json"} <= set(files)
+    assert sum(files.values()) < 20 * 2**20
+    log = json.loads((MODEL_DIR / "training_log.json").read_text())
+    assert {"seed", "hyperparameters", "wall_time_s", "loss_curve", "final_metrics"} <= set(log)
+    assert log["wall_time_s"] < 30 * 60
+
+
+def test_tokenizer():
+    tok = AutoTokenizer.from_pretrained(MODEL_DIR)
+    assert tok.is_fast and tok.bos_token == tok.eos_token == tok.pad_token == "<|endoftext|>"
+    assert 2000 <= len(tok) <= 8000
+    assert tok("When Mary")["input_ids"] == tok.encode("When Mary", add_special_tokens=False)
+    for name in NAMES:
+        tasks.single_token(tok, " " + name)
+
+
+# ---- the trained model, on fresh held-out prompts --------------------------------------------
+
+
+def test_induction(model, logits_fn):
+    assert tasks.induction_loss_ratio(logits_fn, model.tokenizer, n=64, span=32, seed=SEED) < 0.30
+
+
+def test_indirect_object_identification(model, logits_fn):
+    assert tasks.ioi_logit_diff(logits_fn, model.tokenizer, n=256, seed=SEED) > 2.0
+
+
+def test_article_agreement(model, logits_fn):
+    assert tasks.article_accuracy(logits_fn, model.tokenizer, n=256, seed=SEED) >= 0.90
