@@ -79,6 +79,8 @@ def test_one_file_with_nothing_from_the_network(tmp_path, make):
     text = path.read_text("utf-8")
     header, _ = read_payload(text)
     inlined = text + header["esm"] + header["css"] + json.dumps(header["state"])
+    # an XML namespace (the bundle's SVG charts) names a vocabulary; nothing is fetched from it
+    inlined = inlined.replace("http://www.w3.org/2000/svg", "")
     for needle in ("http://", "https://", "src=", "<link", "@import", "url("):
         assert needle not in inlined.replace(EVIL[0], "").replace('src=x', ""), needle
     assert len(re.findall(r"<script\b", text)) == 2 and len(re.findall(r"</script", text)) == 2
@@ -131,21 +133,6 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
 
 # -- in Chromium, from file://, network blocked --------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} is missing: the static-export browser tests need Debian's chromium"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg + " (CI=true, so they must run)")
-        pytest.skip(msg)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 class Opened:
     def __init__(self, browser, path: Path, scheme: str = "light"):
         self.network, self.errors = [], []

@@ -101,18 +101,11 @@ def test_prompt_features(lm, sae, tmp_path):
 
 
 # -- the static exports in Chromium (file://, network blocked) ------------------------------------
-@pytest.fixture(scope="module")
-def chromium():
-    from test_export import browser as make_browser
-
-    yield from make_browser.__wrapped__()
-
-
-def test_static_exports_render_and_respond(lm, sae, scan, tmp_path, chromium):
+def test_static_exports_render_and_respond(lm, sae, scan, tmp_path, browser):
     from test_export import Opened
 
     fb = FeatureBrowser(lm, sae, scan=scan, progress=False)
-    o = Opened(chromium, fb.to_html(tmp_path / "fb.html"))
+    o = Opened(browser, fb.to_html(tmp_path / "fb.html"))
     page = o.page
     page.locator(".iw-fb-row").first.wait_for()
     assert page.locator(".iw-fb-row").count() == 50
@@ -123,7 +116,7 @@ def test_static_exports_render_and_respond(lm, sae, scan, tmp_path, chromium):
     page.close()
 
     pf = PromptFeatures(lm, sae, PROMPT, k=3)
-    o = Opened(chromium, pf.to_html(tmp_path / "pf.html"))
+    o = Opened(browser, pf.to_html(tmp_path / "pf.html"))
     page = o.page
     page.locator(".iw-pf-result table.iw-topk").first.wait_for()
     assert page.locator(".iw-pf-row").count() == len(pf.active)

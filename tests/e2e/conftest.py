@@ -7,7 +7,6 @@ Screenshots, page console logs and the server log go to ``tests/e2e/artifacts/``
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -37,31 +36,6 @@ def pytest_runtest_makereport(item, call):
     return rep
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def _missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the Python package playwright is not installed (`pip install playwright`)"
-    if not h.chromium_available():
-        return f"Chromium not found at {h.CHROMIUM} (set IW_CHROMIUM or `apt-get install chromium`)"
-    return None
-
-
-@pytest.fixture(scope="session")
-def chromium_required():
-    missing = _missing()
-    if missing is None:
-        return h.CHROMIUM
-    msg = f"{missing}; the e2e browser tests need it"
-    if _in_ci():
-        pytest.fail(msg + " and CI=true, so they must run.")
-    pytest.skip(msg + ".")
-
-
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -77,18 +51,6 @@ def jupyter_server(chromium_required, artifacts_dir):
     finally:
         server.stop()
         server.cleanup()
-
-
-@pytest.fixture(scope="session")
-def browser(chromium_required):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = h.launch_browser(pw)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture(scope="session")
