@@ -6,6 +6,7 @@ import torch
 from test_sae import model_for_tests
 
 from interp_widgets.analysis.dictionaries import fit_dictionary, fit_ica, fit_pca
+from interp_widgets.demo import corpus
 from interp_widgets.sae import SAE, evaluate_sae, evaluation_table
 
 torch.set_num_threads(1)
@@ -49,12 +50,13 @@ def test_ica_finds_independent_sources():
 
 def test_evaluate_identity_dictionary_recovers_everything(lm):
     hook = "blocks.1.hook_resid_pre"
-    full = fit_dictionary(lm, DOCS, hook, "pca", lm.cfg.d_model, max_tokens=2000)
-    e = evaluate_sae(lm, full, DOCS, progress=False)
+    docs = DOCS + corpus(12, seed=3)  # more tokens than d_model, so a full-rank basis exists
+    full = fit_dictionary(lm, docs, hook, "pca", lm.cfg.d_model, max_tokens=4000)
+    e = evaluate_sae(lm, full, docs, progress=False)
     assert e.fve > 0.999 and abs(e.delta_loss) < 1e-3
     assert e.ce_recovered == pytest.approx(1.0, abs=1e-2)
     assert e.l0 == pytest.approx(lm.cfg.d_model, abs=1) and e.dense_fraction == 1.0
-    assert e.n_tokens == sum(len(lm.to_tokens(d)[0]) - 1 for d in DOCS)
+    assert e.n_tokens == sum(len(lm.to_tokens(d)[0]) - 1 for d in docs)
 
 
 def test_evaluate_sae_and_table(lm):
