@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _demo_status import needs_learned
 
 import interp_widgets as iw
 from interp_widgets.analysis import ablate_neuron, find_neurons, scan_neurons
@@ -30,6 +31,7 @@ def scan(model, an_neuron, corpus):
     return scan_neurons(model, corpus, an_neuron[0], progress=False)
 
 
+@needs_learned("articles")
 def test_top_contexts_are_followed_or_predicted_by_an(model, an_neuron, corpus, scan):
     top = scan.top_examples(an_neuron[1])
     run = model.run([corpus[e.doc] for e in top])
@@ -42,6 +44,7 @@ def test_top_contexts_are_followed_or_predicted_by_an(model, an_neuron, corpus, 
     assert hits / len(top) >= 0.8, f"' an' next or predicted in {hits} of {len(top)} contexts"
 
 
+@needs_learned("articles")
 def test_mean_ablation_lowers_p_an_where_an_is_right(model, an_neuron, scan):
     layer, neuron = an_neuron
     prompts = [p for p, right, _ in article_prompts(16, seed=0) if right == " an"]

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from _demo_status import needs_learned
 from transformer_lens.head_detector import detect_head
 
 from interp_widgets.analysis import attention_patterns, head_scores, pattern_thumbnails
@@ -35,6 +36,7 @@ def test_scores_equal_transformer_lens_detect_head(model):
         torch.testing.assert_close(ours[name], theirs.float(), atol=1e-4, rtol=1e-4)
 
 
+@needs_learned("induction")
 def test_demo_model_has_an_induction_head(repeated):
     _, tokens, patterns = repeated
     scores = head_scores(patterns, tokens)
