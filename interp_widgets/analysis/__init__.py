@@ -1,8 +1,50 @@
 """Pure computation behind the widgets. Imports no widget code; one module per topic."""
 
-from .attention import attention_patterns, head_scores, pattern_thumbnails
-from .corpus import NeuronScan, scan_neurons
-from .logit_lens import LogitLensResult, logit_lens
+from .attention import (
+    attention_patterns,
+    head_scores,
+    pattern_thumbnails,
+)
+from .attribution import (
+    LogitAttribution,
+    TokenAttribution,
+    direct_logit_attribution,
+    input_attribution,
+    logit_diff_lens,
+)
+from .corpus import (
+    NeuronScan,
+    scan_neurons,
+)
+from .dictionaries import (
+    LinearDictionary,
+    fit_dictionary,
+    fit_ica,
+    fit_pca,
+)
+from .features import (
+    FeatureIntervention,
+    FeatureLogitEffect,
+    active_features,
+    feature_logit_effect,
+    feature_table,
+    intervene_on_feature,
+    label_selectivity,
+    nearest_features,
+    prompt_feature_acts,
+    scan_features,
+    search_features,
+)
+from .logit_lens import (
+    LogitLensResult,
+    logit_lens,
+)
+from .metrics import (
+    Metric,
+    kl_to,
+    logit_diff,
+    token_prob,
+)
 from .neurons import (
     ablate_neuron,
     correlated_neurons,
@@ -14,46 +56,23 @@ from .neurons import (
     neuron_selectivity,
     patch_neuron,
 )
-
-__all__ = [
-    "LogitLensResult",
-    "NeuronScan",
-    "ablate_neuron",
-    "attention_patterns",
-    "correlated_neurons",
-    "direct_logit_effect",
-    "find_neurons",
-    "head_scores",
-    "logit_lens",
-    "modulate_neuron",
-    "neuron_activations",
-    "neuron_input_attribution",
-    "neuron_selectivity",
-    "patch_neuron",
-    "pattern_thumbnails",
-    "scan_neurons",
-]
-
-from .dictionaries import LinearDictionary, fit_dictionary, fit_ica, fit_pca  # noqa: E402
-
-__all__ += ["LinearDictionary", "fit_dictionary", "fit_ica", "fit_pca"]
-
-from .attribution import (  # noqa: E402
-    LogitAttribution,
-    TokenAttribution,
-    direct_logit_attribution,
-    input_attribution,
-    logit_diff_lens,
-)
-from .metrics import Metric, kl_to, logit_diff, token_prob  # noqa: E402
-from .patching import (  # noqa: E402
+from .patching import (
     Cell,
     Patcher,
     PatchResult,
     activation_patching,
     attribution_patching,
 )
-from .steering import (  # noqa: E402
+from .probing import (
+    ProbeComparison,
+    SparseProbeResult,
+    compare_bases,
+    dense_probe,
+    dictionary_bases,
+    sparse_probe,
+    token_activations,
+)
+from .steering import (
     Directions,
     Generation,
     PerturbationFlow,
@@ -67,41 +86,68 @@ from .steering import (  # noqa: E402
     steering_vector,
 )
 
-__all__ += [
-    "Cell", "Directions", "Generation", "LogitAttribution", "Metric", "PatchResult", "Patcher",
-    "PerturbationFlow", "SteeringVector", "TokenAttribution", "activation_patching",
-    "attribution_patching", "direct_logit_attribution", "generate", "input_attribution",
-    "kl_to", "kl_to_baseline", "logit_diff", "logit_diff_lens", "pca_directions",
-    "perturbation_flow", "sae_direction", "steering_effect", "steering_vector", "token_prob",
+__all__ = [
+    "Cell",
+    "Directions",
+    "FeatureIntervention",
+    "FeatureLogitEffect",
+    "Generation",
+    "LinearDictionary",
+    "LogitAttribution",
+    "LogitLensResult",
+    "Metric",
+    "NeuronScan",
+    "PatchResult",
+    "Patcher",
+    "PerturbationFlow",
+    "ProbeComparison",
+    "SparseProbeResult",
+    "SteeringVector",
+    "TokenAttribution",
+    "ablate_neuron",
+    "activation_patching",
+    "active_features",
+    "attention_patterns",
+    "attribution_patching",
+    "compare_bases",
+    "correlated_neurons",
+    "dense_probe",
+    "dictionary_bases",
+    "direct_logit_attribution",
+    "direct_logit_effect",
+    "feature_logit_effect",
+    "feature_table",
+    "find_neurons",
+    "fit_dictionary",
+    "fit_ica",
+    "fit_pca",
+    "generate",
+    "head_scores",
+    "input_attribution",
+    "intervene_on_feature",
+    "kl_to",
+    "kl_to_baseline",
+    "label_selectivity",
+    "logit_diff",
+    "logit_diff_lens",
+    "logit_lens",
+    "modulate_neuron",
+    "nearest_features",
+    "neuron_activations",
+    "neuron_input_attribution",
+    "neuron_selectivity",
+    "patch_neuron",
+    "pattern_thumbnails",
+    "pca_directions",
+    "perturbation_flow",
+    "prompt_feature_acts",
+    "sae_direction",
+    "scan_features",
+    "scan_neurons",
+    "search_features",
+    "sparse_probe",
+    "steering_effect",
+    "steering_vector",
+    "token_activations",
+    "token_prob",
 ]
-
-from .features import (  # noqa: E402
-    FeatureIntervention,
-    FeatureLogitEffect,
-    active_features,
-    feature_logit_effect,
-    intervene_on_feature,
-    nearest_features,
-    prompt_feature_acts,
-)
-
-__all__ += ["FeatureIntervention", "FeatureLogitEffect", "active_features",
-            "feature_logit_effect", "intervene_on_feature", "nearest_features",
-            "prompt_feature_acts"]
-
-from .features import feature_table, label_selectivity, scan_features, search_features  # noqa: E402
-
-__all__ += ["feature_table", "label_selectivity", "scan_features", "search_features"]
-
-from .probing import (  # noqa: E402
-    ProbeComparison,
-    SparseProbeResult,
-    compare_bases,
-    dense_probe,
-    dictionary_bases,
-    sparse_probe,
-    token_activations,
-)
-
-__all__ += ["ProbeComparison", "SparseProbeResult", "compare_bases", "dense_probe",
-            "dictionary_bases", "sparse_probe", "token_activations"]
