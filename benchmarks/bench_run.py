@@ -29,14 +29,13 @@ def main() -> None:
     torch.manual_seed(0)
     model = iw.load_model("demo", device="cpu")
     bridge = model.bridge
-    docs = iw.demo.corpus(args.batch * 4, seed=1)
-    rows = [model.to_tokens(d)[0] for d in docs]
-    rows = [r[: args.seq] for r in rows if len(r) >= args.seq][: args.batch]
-    if len(rows) < args.batch:  # pad out with repeats of the corpus if documents are short
-        text = " ".join(docs)
-        ids = model.to_tokens(text)[0]
-        rows = [ids[i * args.seq:(i + 1) * args.seq] for i in range(args.batch)]
-    tokens = torch.stack(rows)
+    # demo-corpus tokens cut into equal rows: no padding, so both sides do the same work
+    need, ids = args.batch * args.seq, []
+    for doc in iw.demo.corpus(10 * args.batch, seed=1):
+        ids.append(model.to_tokens(doc, prepend_bos=False)[0])
+        if sum(len(i) for i in ids) >= need:
+            break
+    tokens = torch.cat(ids)[:need].reshape(args.batch, args.seq)
     hook = f"blocks.{model.cfg.n_layers - 1}.mlp.hook_post"
 
     def bare():
