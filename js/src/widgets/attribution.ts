@@ -8,6 +8,7 @@ import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
 import { gridCellAt, heatGrid } from "../components/heatgrid";
 import { promptBar } from "../components/prompt";
+import { rerunFrame } from "../components/rerun_frame";
 import { chooseScale, legend, paintClass } from "../components/scale";
 import { displayToken, tokenAt, tokenStrip } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
@@ -22,17 +23,8 @@ interface InputAttr {
   target_value: number;
 }
 
-export const attributionView: View = (ctx) => {
-  const { model, root } = ctx;
-  const toolbar = h("div", { class: "iw-toolbar" });
-  const body = h("div", { class: "iw-attr-body" });
-  root.append(toolbar, body);
-  const tooltip = new Tooltip(root);
-  const build = () => renderBody(ctx, toolbar, body, tooltip);
-  build();
-  model.on("change:_rev", build);
-  return () => model.off("change:_rev", build);
-};
+export const attributionView: View = (ctx) =>
+  rerunFrame(ctx, "iw-attr-body", (toolbar, body, tooltip) => renderBody(ctx, toolbar, body, tooltip));
 
 /** Signed horizontal bars: label, value, and a bar growing right (positive) or left (negative). */
 export function signedBars(rows: [string, number][], cls: string): HTMLElement {

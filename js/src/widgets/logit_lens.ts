@@ -8,22 +8,14 @@ import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
 import { chooseScale, legend, paintClass } from "../components/scale";
 import { promptBar } from "../components/prompt";
+import { rerunFrame } from "../components/rerun_frame";
 import { topkTable } from "../components/table";
 import { displayToken, fillToken, tokenSpan } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
 import { ask, type View, type ViewContext } from "../view";
 
-export const logitLens: View = (ctx) => {
-  const { model, root } = ctx;
-  const toolbar = h("div", { class: "iw-toolbar" });
-  const body = h("div", { class: "iw-lens-body" });
-  root.append(toolbar, body);
-  const tooltip = new Tooltip(root);
-  const build = () => renderBody(ctx, toolbar, body, tooltip);
-  build();
-  model.on("change:_rev", build);
-  return () => model.off("change:_rev", build);
-};
+export const logitLens: View = (ctx) =>
+  rerunFrame(ctx, "iw-lens-body", (toolbar, body, tooltip) => renderBody(ctx, toolbar, body, tooltip));
 
 function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, tooltip: Tooltip): void {
   const { model } = ctx;

@@ -7,23 +7,15 @@ import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
 import { gridCellAt, heatGrid } from "../components/heatgrid";
 import { promptBar } from "../components/prompt";
+import { rerunFrame } from "../components/rerun_frame";
 import { chooseScale, legend, paintClass } from "../components/scale";
 import { topkTable } from "../components/table";
 import { displayToken, fillToken } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
 import type { View, ViewContext } from "../view";
 
-export const perturbationFlowView: View = (ctx) => {
-  const { model, root } = ctx;
-  const toolbar = h("div", { class: "iw-toolbar" });
-  const body = h("div", { class: "iw-flow-body" });
-  root.append(toolbar, body);
-  const tooltip = new Tooltip(root);
-  const build = () => renderBody(ctx, toolbar, body, tooltip);
-  build();
-  model.on("change:_rev", build);
-  return () => model.off("change:_rev", build);
-};
+export const perturbationFlowView: View = (ctx) =>
+  rerunFrame(ctx, "iw-flow-body", (toolbar, body, tooltip) => renderBody(ctx, toolbar, body, tooltip));
 
 function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, tooltip: Tooltip): void {
   const { model } = ctx;
