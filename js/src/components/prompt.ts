@@ -49,3 +49,19 @@ export function promptBar(ctx: ViewContext, method: string, fields: Field[]): HT
   });
   return form;
 }
+
+/** Send `method` with {[key]: text} once typing in `input` pauses for `ms` (kernel only; blank
+ * text is not sent), keeping JupyterLab's shortcuts out of it. Returns a cancel for a pending send. */
+export function sendAsTyped(ctx: ViewContext, input: HTMLInputElement | HTMLTextAreaElement, method: string, key: string, ms: number): () => void {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (!ctx.live || !input.value.trim()) return;
+      ctx.clearError();
+      ask(ctx, method, { [key]: input.value });
+    }, ms);
+  });
+  input.addEventListener("keydown", (e) => e.stopPropagation());
+  return () => clearTimeout(timer);
+}

@@ -6,11 +6,21 @@
 // Requests: "list" {query, sort, offset, limit} -> {total, offset, ids int32, density, max float32
 // | null, labels string[]}; "select" {feature} (kernel only); "examples" {} -> {top, buckets}.
 import { decodeArray, type EncodedArray } from "../codec";
+import {
+  type Bucket,
+  type Example,
+  examplesLoading,
+  f32,
+  fillExamples,
+  fillHistogram,
+  fillLogitEffect,
+  panel,
+  tokenCell,
+  valueTable,
+} from "../components/dashboard";
 import { fmt, h, select } from "../components/dom";
-import { histogram } from "../components/histogram";
 import { chooseScale } from "../components/scale";
 import { ask, type View } from "../view";
-import { type Bucket, type Example, exampleRow, f32, panel, signedBar, tokenCell, valueTable } from "./neuron_view";
 
 interface Page {
   total: number;
@@ -136,23 +146,11 @@ export const featureBrowser: View = (ctx) => {
     const key = String(model.get("feature"));
     if (key === shownKey) return;
     shownKey = key;
-    for (const p of [topPanel, bucketPanel]) p.replaceChildren(p.firstChild!, h("div", { class: "iw-muted", text: "loading…" }));
+    examplesLoading(topPanel, bucketPanel);
     const r = await ask<{ top: Example[]; buckets: Bucket[] }>(ctx, "examples", {});
     if (!r || key !== shownKey) return;
     const scale = chooseScale([0, max || 1], { cmap: "sequential" });
-    const none = h("div", { class: "iw-muted", text: "no corpus: pass corpus= or scan= to FeatureBrowser" });
-    topPanel.replaceChildren(topPanel.firstChild!, ...(r.top.length ? r.top.map((e) => exampleRow(e, scale)) : [none]));
-    bucketPanel.replaceChildren(
-      bucketPanel.firstChild!,
-      ...(r.buckets.length ? [] : [none.cloneNode(true)]),
-      ...r.buckets.flatMap((b) => [
-        h("div", {
-          class: "iw-nv-bucket iw-muted",
-          text: `${fmt(b.lo)} .. ${fmt(b.hi)}: ${b.count} positions (quantiles ${fmt(b.q_lo)} .. ${fmt(b.q_hi)})`,
-        }),
-        ...b.examples.map((e) => exampleRow(e, scale)),
-      ]),
-    );
+    fillExamples(topPanel, bucketPanel, r, scale, "no corpus: pass corpus= or scan= to FeatureBrowser");
   };
 
   const redraw = () => {
@@ -168,16 +166,8 @@ export const featureBrowser: View = (ctx) => {
     explain.replaceChildren(
       ...(ex ? [h("span", { class: "iw-fb-expl-text", text: ex.text }), h("span", { class: "iw-muted", text: ex.score == null ? "" : ` (score ${fmt(ex.score)})` })] : []),
     );
-    const hist = model.get("histogram") as { counts: EncodedArray; edges: EncodedArray } | null;
-    histPanel.replaceChildren(
-      histPanel.firstChild!,
-      hist ? histogram(f32(hist.counts), f32(hist.edges), { label: "activation (log count)" }) : h("div", { class: "iw-muted", text: "no corpus scan" }),
-    );
-    const eff = model.get("logit_effect") as { top: [string, number][]; bottom: [string, number][] };
-    const big = Math.max(...eff.top.map((r) => Math.abs(r[1])), ...eff.bottom.map((r) => Math.abs(r[1])), 1e-9);
-    const effTable = (rs: [string, number][], cls: string, head: string) =>
-      valueTable(cls, [head, "logit / unit", ""], rs.map(([t, v]) => [tokenCell(t), fmt(v), signedBar(v, big)]));
-    logitPanel.replaceChildren(logitPanel.firstChild!, effTable(eff.top, "iw-nv-logit-top", "raises"), effTable(eff.bottom, "iw-nv-logit-bottom", "lowers"));
+    fillHistogram(histPanel, model.get("histogram"));
+    fillLogitEffect(logitPanel, model.get("logit_effect"));
     const near = model.get("nearest") as [number, number][];
     nearPanel.replaceChildren(
       nearPanel.firstChild!,

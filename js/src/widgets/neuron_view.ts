@@ -8,31 +8,29 @@
 // "attribution" {pos} -> {pos, labels, pre, contributions float32, grad_x_input float32 [pos]};
 // "ablate" {mode} -> {targets, clean, ablated float32 [t], d_loss};
 // "modulate" {scale} -> {targets, probs, baseline float32 [t], top {tokens, probs}}.
-import { decodeArray, type EncodedArray } from "../codec";
+import type { EncodedArray } from "../codec";
+import {
+  type Bucket,
+  type Example,
+  examplesLoading,
+  f32,
+  fillExamples,
+  fillHistogram,
+  fillLogitEffect,
+  heatTokens,
+  panel,
+  signedBar,
+  tokenCell,
+  valueTable,
+} from "../components/dashboard";
 import { fmt, h, select } from "../components/dom";
-import { histogram } from "../components/histogram";
-import { chooseScale, legend, paintClass, type Scale } from "../components/scale";
+import { sendAsTyped } from "../components/prompt";
+import { chooseScale, legend, type Scale } from "../components/scale";
 import { topkTable } from "../components/table";
-import { fillToken, tokenAt, tokenSpan } from "../components/tokens";
+import { fillToken, tokenAt } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
 import { ask, type View, type ViewContext } from "../view";
 
-export interface Example {
-  doc: number;
-  pos: number;
-  value: number;
-  tokens: string[];
-  acts: EncodedArray;
-  center: number;
-}
-export interface Bucket {
-  lo: number;
-  hi: number;
-  q_lo: number;
-  q_hi: number;
-  count: number;
-  examples: Example[];
-}
 interface Attribution {
   pos: number;
   labels: string[];
@@ -54,9 +52,6 @@ interface Modulation {
 }
 
 const DEBOUNCE_MS = 300;
-export const f32 = (e: EncodedArray) => decodeArray(e).data as Float32Array;
-export const panel = (title: string, cls: string, wide = false) =>
-  h("section", { class: `iw-nv-panel ${cls}${wide ? " iw-nv-wide" : ""}` }, [h("h4", { text: title })]);
 
 /** A number input for an index in 0..max (kernel only). */
 function indexInput(ctx: ViewContext, name: string, max: number): HTMLInputElement {
@@ -67,47 +62,6 @@ function indexInput(ctx: ViewContext, name: string, max: number): HTMLInputEleme
     }),
   );
 }
-
-/** A row of heat-coloured token spans; the `center` token is outlined. */
-export function heatTokens(tokens: string[], values: ArrayLike<number>, scale: Scale, center = -1): HTMLElement {
-  const el = h("span", { class: "iw-nv-context" });
-  tokens.forEach((t, i) => {
-    const span = tokenSpan(t, 0, i);
-    span.className = `iw-token ${paintClass(scale, values[i])}${i === center ? " iw-nv-center" : ""}`;
-    span.title = fmt(values[i]);
-    el.append(span);
-  });
-  return el;
-}
-
-export function exampleRow(ex: Example, scale: Scale): HTMLElement {
-  return h("div", { class: "iw-nv-example", attrs: { "data-doc": ex.doc, "data-pos": ex.pos } }, [
-    h("span", { class: "iw-nv-value", text: fmt(ex.value), title: `document ${ex.doc}, position ${ex.pos}` }),
-    heatTokens(ex.tokens, f32(ex.acts), scale, ex.center),
-  ]);
-}
-
-/** A signed bar, `v` against the largest magnitude `top`. */
-export function signedBar(v: number, top: number): HTMLElement {
-  const bar = h("span", { class: `iw-nv-signed ${v >= 0 ? "iw-pos" : "iw-neg"}` });
-  bar.style.width = `${Math.round((60 * Math.abs(v)) / (top || 1))}px`;
-  return bar;
-}
-
-export function valueTable(cls: string, head: string[], rows: (string | Node)[][], attrs?: (i: number) => Record<string, string | number>): HTMLTableElement {
-  return h("table", { class: `iw-nv-table ${cls}` }, [
-    h("thead", {}, [h("tr", {}, head.map((x) => h("th", { text: x })))]),
-    h(
-      "tbody",
-      {},
-      rows.map((r, i) =>
-        h("tr", { attrs: attrs?.(i) ?? {} }, r.map((c) => (typeof c === "string" ? h("td", { class: "iw-num", text: c }) : h("td", {}, [c])))),
-      ),
-    ),
-  ]);
-}
-
-export const tokenCell = (t: string) => fillToken(h("span", { class: "iw-tok-text" }), t);
 
 export const neuronView: View = (ctx) => {
   const { model, root } = ctx;
@@ -129,7 +83,7 @@ export const neuronView: View = (ctx) => {
     statsLine,
   ]);
   const textIn = ctx.needsKernel(
-    h("textarea", { class: "iw-nv-text", attrs: { rows: 2, "aria-label": "text", "data-lm-suppress-shortcuts": "true" } }),
+    h("textarea", { class: "iw-input iw-nv-text", attrs: { rows: 2, "aria-label": "text", "data-lm-suppress-shortcuts": "true" } }),
   );
   const legendSlot = h("div", { class: "iw-legend-slot" });
   const strip = h("div", { class: "iw-strip iw-nv-strip" });
@@ -183,16 +137,7 @@ export const neuronView: View = (ctx) => {
   prev.addEventListener("click", () => go(model.get("layer"), Math.max(0, model.get("neuron") - 1)));
   next.addEventListener("click", () => go(model.get("layer"), Math.min(model.get("n_neurons") - 1, model.get("neuron") + 1)));
 
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  textIn.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      if (!ctx.live || !textIn.value.trim()) return;
-      ctx.clearError();
-      ask(ctx, "set_text", { text: textIn.value });
-    }, DEBOUNCE_MS);
-  });
-  textIn.addEventListener("keydown", (e) => e.stopPropagation()); // keep JupyterLab's shortcuts out
+  const cancelTyping = sendAsTyped(ctx, textIn, "set_text", "text", DEBOUNCE_MS);
 
   strip.addEventListener("click", (e) => {
     const hit = tokenAt(e.target);
@@ -279,22 +224,10 @@ export const neuronView: View = (ctx) => {
     const key = `${model.get("layer")}:${model.get("neuron")}`;
     if (key === shownKey) return;
     shownKey = key;
-    for (const p of [topPanel, bucketPanel]) p.replaceChildren(p.firstChild!, h("div", { class: "iw-muted", text: "loading…" }));
+    examplesLoading(topPanel, bucketPanel);
     const r = await ask<{ top: Example[]; buckets: Bucket[] }>(ctx, "examples", {});
     if (!r || key !== shownKey) return;
-    const none = h("div", { class: "iw-muted", text: "no corpus: pass corpus= or scan= to NeuronView" });
-    topPanel.replaceChildren(topPanel.firstChild!, ...(r.top.length ? r.top.map((e) => exampleRow(e, scale)) : [none]));
-    bucketPanel.replaceChildren(
-      bucketPanel.firstChild!,
-      ...(r.buckets.length ? [] : [none.cloneNode(true)]),
-      ...r.buckets.flatMap((b) => [
-        h("div", {
-          class: "iw-nv-bucket iw-muted",
-          text: `${fmt(b.lo)} .. ${fmt(b.hi)}: ${b.count} positions (quantiles ${fmt(b.q_lo)} .. ${fmt(b.q_hi)})`,
-        }),
-        ...b.examples.map((e) => exampleRow(e, scale)),
-      ]),
-    );
+    fillExamples(topPanel, bucketPanel, r, scale, "no corpus: pass corpus= or scan= to NeuronView");
   };
 
   const redraw = () => {
@@ -317,16 +250,8 @@ export const neuronView: View = (ctx) => {
     strip.replaceChildren(heatTokens(tokens, acts, scale));
     legendSlot.replaceChildren(legend(scale, "activation"));
 
-    const hist = model.get("histogram") as { counts: EncodedArray; edges: EncodedArray } | null;
-    histPanel.replaceChildren(
-      histPanel.firstChild!,
-      hist ? histogram(f32(hist.counts), f32(hist.edges), { label: "activation (log count)" }) : h("div", { class: "iw-muted", text: "no corpus scan" }),
-    );
-    const eff = model.get("logit_effect") as { top: [string, number][]; bottom: [string, number][] };
-    const big = Math.max(...eff.top.map((r) => Math.abs(r[1])), ...eff.bottom.map((r) => Math.abs(r[1])), 1e-9);
-    const effTable = (rows: [string, number][], cls: string, head: string) =>
-      valueTable(cls, [head, "logit / unit", ""], rows.map(([t, v]) => [tokenCell(t), fmt(v), signedBar(v, big)]));
-    logitPanel.replaceChildren(logitPanel.firstChild!, effTable(eff.top, "iw-nv-logit-top", "raises"), effTable(eff.bottom, "iw-nv-logit-bottom", "lowers"));
+    fillHistogram(histPanel, model.get("histogram"));
+    fillLogitEffect(logitPanel, model.get("logit_effect"));
     const corr = model.get("correlated") as [number, number][];
     corrPanel.replaceChildren(
       corrPanel.firstChild!,
@@ -360,7 +285,7 @@ export const neuronView: View = (ctx) => {
   model.on("change:_rev", redraw);
   model.on("change:targets", intervene);
   return () => {
-    clearTimeout(timer);
+    cancelTyping();
     clearTimeout(scaleTimer);
     model.off("change:_rev", redraw);
     model.off("change:targets", intervene);

@@ -6,11 +6,12 @@
 // "feature_acts" {feature} -> {feature, acts float32 [pos]};
 // "intervene" {feature, stop} -> {value, kl, before, after: {tokens, probs float32}}.
 import type { EncodedArray } from "../codec";
+import { f32, heatTokens, panel, signedBar, valueTable } from "../components/dashboard";
 import { fmt, h, select } from "../components/dom";
+import { sendAsTyped } from "../components/prompt";
 import { chooseScale, legend } from "../components/scale";
 import { topkTable } from "../components/table";
 import { ask, type View } from "../view";
-import { f32, heatTokens, panel, signedBar, valueTable } from "./neuron_view";
 
 interface Preds {
   tokens: string[];
@@ -29,7 +30,7 @@ export const promptFeatures: View = (ctx) => {
   const { model, root } = ctx;
 
   const promptIn = ctx.needsKernel(
-    h("textarea", { class: "iw-nv-text iw-pf-prompt", attrs: { rows: 2, "aria-label": "prompt", "data-lm-suppress-shortcuts": "true" } }),
+    h("textarea", { class: "iw-input iw-nv-text iw-pf-prompt", attrs: { rows: 2, "aria-label": "prompt", "data-lm-suppress-shortcuts": "true" } }),
   );
   const bySel = ctx.needsKernel(select("iw-pf-by", [["activation", "rank by activation"], ["logit", "rank by logit contribution"]]));
   bySel.setAttribute("aria-label", "rank by");
@@ -147,16 +148,7 @@ export const promptFeatures: View = (ctx) => {
   bySel.addEventListener("change", reselect);
   targetIn.addEventListener("change", reselect);
   targetIn.addEventListener("keydown", (e) => e.stopPropagation());
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  promptIn.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      if (!ctx.live || !promptIn.value.trim()) return;
-      ctx.clearError();
-      ask(ctx, "set_prompt", { prompt: promptIn.value });
-    }, DEBOUNCE_MS);
-  });
-  promptIn.addEventListener("keydown", (e) => e.stopPropagation());
+  const cancelTyping = sendAsTyped(ctx, promptIn, "set_prompt", "prompt", DEBOUNCE_MS);
   let sliderTimer: ReturnType<typeof setTimeout> | undefined;
   slider.addEventListener("input", () => {
     slider.dataset.touched = "1";
@@ -167,7 +159,7 @@ export const promptFeatures: View = (ctx) => {
   redraw();
   model.on("change:_rev", redraw);
   return () => {
-    clearTimeout(timer);
+    cancelTyping();
     clearTimeout(sliderTimer);
     model.off("change:_rev", redraw);
   };
