@@ -1,25 +1,12 @@
 // AutoInterpTable, ProbeView and the Explain panel in happy-dom (static model, no kernel).
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodeArray } from "../src/codec";
 import { withExplain } from "../src/components/explain";
-import { staticModel } from "../src/static";
-import { renderView } from "../src/view";
-import { VIEWS } from "../src/index";
+import { cleanUpAfterEach, mount } from "./mount";
 
 const EVIL = '<img src=x onerror="window.__pwned=1">';
 
-function mount(state: Record<string, unknown>, live = false, views = VIEWS) {
-  const model = staticModel({ _rev: 0, ...state }, {}, []);
-  const el = document.createElement("div");
-  document.body.append(el);
-  renderView(model, el, views, live);
-  return { model, el };
-}
-
-afterEach(() => {
-  document.body.replaceChildren();
-  expect((window as any).__pwned).toBeUndefined();
-});
+cleanUpAfterEach();
 
 const f32 = (v: number[]) => encodeArray(v, [v.length], "float32");
 const i32 = (v: number[]) => encodeArray(v, [v.length], "int32");
@@ -41,7 +28,7 @@ describe("autointerp table", () => {
   const units = (el: Element) => Array.from(el.querySelectorAll("tr.iw-ai-row")).map((r) => r.firstElementChild!.textContent);
 
   it("sorts by score (missing last), by a clicked header, and filters", () => {
-    const { el } = mount(state());
+    const { el } = mount(state(), [], false);
     expect(units(el)).toEqual(["3", "7", "12"]);
     expect(el.querySelectorAll(".iw-ai-statistical").length).toBe(1);
     expect(el.querySelector(".iw-ai-statistical")!.textContent).toBe("statistical, not LLM-written");
@@ -70,7 +57,7 @@ describe("probe view", () => {
     dense_accuracy: dense, dense_f1: dense === null ? null : dense - 0.1, units: [i32([3]), i32([3, 9]), i32([3, 9, 1, 0])],
   });
   it("draws a line per basis, the dense ceilings and switches metric", () => {
-    const { el, model } = mount({ _view: "probe_view", bases: [basis("neurons", [0.6, 0.7, 0.8], 0.9), basis(EVIL, [0.5, 0.55, 0.6], null)], metric: "accuracy", title: "" });
+    const { el, model } = mount({ _view: "probe_view", bases: [basis("neurons", [0.6, 0.7, 0.8], 0.9), basis(EVIL, [0.5, 0.55, 0.6], null)], metric: "accuracy", title: "" }, [], false);
     expect(el.querySelectorAll("polyline.iw-probe-line").length).toBe(2);
     expect(el.querySelectorAll("line.iw-probe-dense").length).toBe(1);
     expect(el.querySelectorAll("circle.iw-probe-dot").length).toBe(6);
@@ -88,7 +75,7 @@ describe("explain panel", () => {
     const { el } = mount({
       _view: "unit", explain_llm: false,
       explain_state: { status: "done", explanation: EVIL, kind: "statistical", explainer: "offline-statistical", scores: { correlation: 0.5, detection_auc: null } },
-    }, false, views);
+    }, [], false, views);
     expect(el.querySelector(".iw-ai-explanation")!.textContent).toBe(EVIL);
     expect(el.querySelector(".iw-ai-badge")!.textContent).toBe("statistical, not LLM-written");
     expect(el.querySelector('tr[data-score="correlation"] .iw-num')!.textContent).toBe("0.5000");
@@ -96,7 +83,7 @@ describe("explain panel", () => {
     expect((el.querySelector(".iw-ai-explain-button") as HTMLButtonElement).disabled).toBe(true);
   });
   it("shows progress and cancel while running, errors after", () => {
-    const { el, model } = mount({ _view: "unit", explain_llm: true, explain_state: { status: "running", step: "simulate", done: 1, total: 4, calls: 3 } }, true, views);
+    const { el, model } = mount({ _view: "unit", explain_llm: true, explain_state: { status: "running", step: "simulate", done: 1, total: 4, calls: 3 } }, [], true, views);
     expect((el.querySelector(".iw-ai-cancel") as HTMLElement).hidden).toBe(false);
     expect((el.querySelector(".iw-ai-progress") as HTMLProgressElement).value).toBe(1);
     expect(el.querySelector(".iw-ai-status")!.textContent).toBe("simulate… (3 API calls)");
@@ -105,7 +92,7 @@ describe("explain panel", () => {
     expect((el.querySelector(".iw-ai-cancel") as HTMLElement).hidden).toBe(true);
   });
   it("leaves views without explain_state alone", () => {
-    const { el } = mount({ _view: "unit" }, true, views);
+    const { el } = mount({ _view: "unit" }, [], true, views);
     expect(el.querySelector(".iw-ai-explain")).toBeNull();
   });
 });

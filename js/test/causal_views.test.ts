@@ -1,36 +1,12 @@
 // Patching, attribution, steering and perturbation-flow views in happy-dom against a local model
 // (the static-export shim answers requests from a table, as the kernel would).
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { encodeArray } from "../src/codec";
-import { extractBuffers, requestKey } from "../src/rpc";
-import { staticModel, type StoredAnswer } from "../src/static";
-import { renderView } from "../src/view";
-import { VIEWS } from "../src/index";
+import { cleanUpAfterEach, click, mount, over, tick } from "./mount";
 
 const EVIL = '<img src=x onerror="window.__pwned=1">';
 
-function mount(state: Record<string, unknown>, answers: [string, Record<string, unknown>, unknown][] = [], live = true) {
-  const buffers: DataView[] = [];
-  const table: Record<string, StoredAnswer> = {};
-  for (const [method, args, result] of answers) {
-    const [stripped] = extractBuffers(result, buffers);
-    table[requestKey(method, args)] = { ok: true, result: stripped };
-  }
-  const model = staticModel({ _rev: 0, ...state }, table, buffers);
-  const el = document.createElement("div");
-  document.body.append(el);
-  renderView(model, el, VIEWS, live);
-  return { model, el };
-}
-
-const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-const click = (el: Element) => el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
-const over = (el: Element) => el.dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
-
-afterEach(() => {
-  document.body.replaceChildren();
-  expect((window as any).__pwned).toBeUndefined();
-});
+cleanUpAfterEach();
 
 describe("patching view", () => {
   const f32 = (v: number[], shape: number[]) => encodeArray(v, shape, "float32");

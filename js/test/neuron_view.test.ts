@@ -1,29 +1,21 @@
 // NeuronView rendered in happy-dom against the static-export shim (requests answered from a table).
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodeArray } from "../src/codec";
-import { extractBuffers, requestKey } from "../src/rpc";
-import { staticModel, type StoredAnswer } from "../src/static";
-import { renderView } from "../src/view";
-import { VIEWS } from "../src/index";
+import { type Answer, cleanUpAfterEach, mount, tick } from "./mount";
 
 const EVIL = '<img src=x onerror="window.__pwned=1">';
 const f32 = (v: number[]) => encodeArray(v, [v.length], "float32");
-const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 
-function mount(live: boolean) {
+function mountNeuronView(live: boolean) {
   const tokens = ["<|endoftext|>", "The", " chef", EVIL];
   const example = (value: number) => ({ doc: 3, pos: 7, value, tokens: [" a", EVIL, " an"], acts: f32([0, value, 0.1]), center: 1 });
-  const answers: [string, Record<string, unknown>, unknown][] = [
+  const answers: Answer[] = [
     ["examples", {}, { top: [example(2.5), example(2)], buckets: [{ lo: 1, hi: 3, q_lo: 0.9, q_hi: 1, count: 12, examples: [example(1.5)] }] }],
     ["attribution", { pos: 3 }, { pos: 3, labels: ["embed", "L0H1", "b_in"], pre: 0.75, contributions: f32([0.5, 0.5, -0.25]), grad_x_input: f32([0, 0.1, 0.2, 0.3]) }],
     ["ablate", { mode: "mean" }, { mode: "mean", targets: [" an", " a"], clean: f32([0.6, 0.2]), ablated: f32([0.3, 0.4]), d_loss: 0.01 }],
     ["modulate", { scale: 1 }, { scale: 1, targets: [" an", " a"], probs: f32([0.6, 0.2]), baseline: f32([0.6, 0.2]), top: { tokens: [" an"], probs: f32([0.6]) } }],
   ];
-  const buffers: DataView[] = [];
-  const table: Record<string, StoredAnswer> = {};
-  for (const [method, args, result] of answers) table[requestKey(method, args)] = { ok: true, result: extractBuffers(result, buffers)[0] };
   const state = {
-    _rev: 0,
     _view: "neuron_view",
     layer: 1,
     neuron: 42,
@@ -42,21 +34,14 @@ function mount(live: boolean) {
     scales: [-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5],
     can_rerun: true,
   };
-  const model = staticModel(state, table, buffers);
-  const el = document.createElement("div");
-  document.body.append(el);
-  renderView(model, el, VIEWS, live);
-  return { el, model };
+  return mount(state, answers, live);
 }
 
-afterEach(() => {
-  document.body.replaceChildren();
-  expect((window as any).__pwned).toBeUndefined();
-});
+cleanUpAfterEach();
 
 describe("neuron view", () => {
   it("renders every panel, tokens as text, and the on-demand answers", async () => {
-    const { el } = mount(false);
+    const { el } = mountNeuronView(false);
     const root = el.querySelector('div.iw-root[data-view="neuron_view"]')!;
     expect(root.querySelector(".iw-nv-title")!.textContent).toBe("Layer 1, neuron 42");
     expect(root.querySelectorAll(".iw-nv-strip .iw-token").length).toBe(4);
@@ -75,7 +60,7 @@ describe("neuron view", () => {
   });
 
   it("kernel-only controls are disabled in a static export, the slider is not", () => {
-    const { el } = mount(false);
+    const { el } = mountNeuronView(false);
     for (const sel of ["input.iw-nv-layer", "input.iw-nv-neuron", "button.iw-nv-next", "textarea.iw-nv-text"]) {
       const c = el.querySelector(sel) as HTMLInputElement;
       expect(c.hasAttribute("data-needs-kernel")).toBe(true);
@@ -86,7 +71,7 @@ describe("neuron view", () => {
   });
 
   it("a request without an answer shows its message", async () => {
-    const { el } = mount(false);
+    const { el } = mountNeuronView(false);
     const slider = el.querySelector("input.iw-nv-scale") as HTMLInputElement;
     slider.value = "2";
     slider.dispatchEvent(new Event("input"));

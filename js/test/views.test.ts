@@ -1,36 +1,12 @@
 // The three views rendered in happy-dom against a local model (the static-export shim, which
 // answers requests from a table just as the kernel would).
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { encodeArray } from "../src/codec";
-import { extractBuffers, requestKey } from "../src/rpc";
-import { staticModel, type StoredAnswer } from "../src/static";
-import { renderView } from "../src/view";
-import { VIEWS } from "../src/index";
+import { cleanUpAfterEach, click, mount, over, tick } from "./mount";
 
 const EVIL = ['<img src=x onerror="window.__pwned=1">', "</script><script>window.__pwned=1</script>"];
 
-function mount(state: Record<string, unknown>, answers: [string, Record<string, unknown>, unknown][] = [], live = true) {
-  const buffers: DataView[] = [];
-  const table: Record<string, StoredAnswer> = {};
-  for (const [method, args, result] of answers) {
-    const [stripped] = extractBuffers(result, buffers);
-    table[requestKey(method, args)] = { ok: true, result: stripped };
-  }
-  const model = staticModel({ _rev: 0, ...state }, table, buffers);
-  const el = document.createElement("div");
-  document.body.append(el);
-  const dispose = renderView(model, el, VIEWS, live);
-  return { model, el, dispose };
-}
-
-const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
-const over = (el: Element) => el.dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
-const click = (el: Element) => el.dispatchEvent(new MouseEvent("click", { bubbles: true }));
-
-afterEach(() => {
-  document.body.replaceChildren();
-  expect((window as any).__pwned).toBeUndefined();
-});
+cleanUpAfterEach();
 
 describe("token heatmap", () => {
   const tokens = ["<|endoftext|>", " The", "\n", ...EVIL];
