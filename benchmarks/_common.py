@@ -61,3 +61,11 @@ def write_section(name: str, body: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, README)
+
+
+def publish(name: str, body: str, *, write: bool) -> None:
+    """Print a benchmark's report and, when `write` (no `--no-write`), put it in README.md as
+    section `name`."""
+    print(body)
+    if write:
+        write_section(name, body)

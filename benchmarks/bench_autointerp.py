@@ -20,7 +20,7 @@ import torch
 from interp_widgets import autointerp as ai
 from interp_widgets.autointerp.fake_server import FakeOpenAIServer
 
-from _common import machine, write_section
+from _common import machine, publish
 
 HEADER = ("| concurrency | most in flight at the server | API calls | seconds | requests/s | "
           "units/s | vs sequential |\n|---|---:|---:|---:|---:|---:|---:|")
@@ -105,9 +105,7 @@ Requests in flight are bounded by `max_concurrency` (the server's peak column); 
 retries included, counts against a batch's `max_calls`.
 Command: `.venv/bin/python benchmarks/bench_autointerp.py` (shared machine: expect noise).
 """
-    if not args.no_write:
-        write_section("bench_autointerp", body)
-    print(body)
+    publish("bench_autointerp", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

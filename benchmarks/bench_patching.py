@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import interleaved_medians, machine, write_section  # noqa: E402
+from _common import interleaved_medians, machine, publish  # noqa: E402
 
 SECTION = "bench_patching"
 COMPONENTS = ("resid_pre", "attn_out", "mlp_out")
@@ -232,9 +232,7 @@ kernel's reply; all moves (ms): {", ".join(f"{t:.0f}" for t in times)}.
 Command: `.venv/bin/python benchmarks/bench_patching.py` ({machine()}, shared with other work:
 expect noise).
 """  # noqa: E501
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body)
+    publish(SECTION, body, write=not args.no_write)
 
 
 if __name__ == "__main__":

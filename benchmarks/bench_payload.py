@@ -36,7 +36,7 @@ import interp_widgets as iw
 from interp_widgets.widgets import AttentionView, TokenHeatmap
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, write_section  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 SECTION = "bench_payload"
 CODE_TRAITS = ("_esm", "_css")
@@ -263,9 +263,7 @@ values (random normal metrics; causal softmax patterns) on both sides.
 Command: `.venv/bin/python benchmarks/bench_payload.py` ({machine()}).
 """
     body = "## Payload: bytes sent to the browser (vs circuitsvis)\n\n" + table(rows) + "\n" + notes
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body)
+    publish(SECTION, body, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import e2e_harness as h  # noqa: E402
 from bench_payload import TOKEN_SOURCE, sample_tokens  # noqa: E402
 
-from _common import machine, write_section  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 SECTION = "bench_render"
 TARGET_MS = 300.0
@@ -184,9 +184,7 @@ those of the median run. All runs (ms): {", ".join(f"{r['total']:.0f}" for r in 
 Command: `.venv/bin/python benchmarks/bench_render.py` ({machine()}, shared with other work:
 expect noise).
 """  # noqa: E501
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body)
+    publish(SECTION, body, write=not args.no_write)
 
 
 if __name__ == "__main__":

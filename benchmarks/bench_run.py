@@ -12,7 +12,7 @@ import torch
 
 import interp_widgets as iw
 
-from _common import interleaved_medians, machine, write_section
+from _common import interleaved_medians, machine, publish
 
 
 def cache_bytes(cache) -> int:
@@ -74,10 +74,7 @@ def main() -> None:
         f"Target: at most 1.10x the bare forward: **{'met' if ratio <= 1.10 else 'NOT met'}** "
         f"({ratio:.2f}x). The cache holds only the hook asked for.",
     ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        write_section("bench_run", body)
+    publish("bench_run", "\n".join(lines), write=not args.no_write)
 
 
 if __name__ == "__main__":

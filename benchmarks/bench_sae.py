@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from interp_widgets.sae import load_sae, train_sae
 from interp_widgets.sae.toy import planted_activations, planted_features, recovery
 
-from _common import interleaved_medians, machine, write_section
+from _common import interleaved_medians, machine, publish
 
 SAELENS_VERSION = "6.54.0"
 RUNNER = Path(__file__).with_name("_saelens_trainer.py")
@@ -172,9 +172,7 @@ def main() -> None:
                                quality(saved.encode, saved.decode,
                                        saved.feature_directions().detach(), evals, feats))
     body = report(rows, args, note, version, len(evals))
-    print(body)
-    if not args.no_write:
-        write_section("bench_sae", body)
+    publish("bench_sae", body, write=not args.no_write)
 
 
 def report(rows: dict, args, note: str, version: str, n_eval: int) -> str:

@@ -22,7 +22,7 @@ import torch
 import interp_widgets as iw
 from interp_widgets.analysis.corpus import iter_corpus, scan_neurons
 
-from _common import interleaved_medians, machine, write_section
+from _common import interleaved_medians, machine, publish
 
 BATCH = 32
 DOC_TOKENS = 128
@@ -204,10 +204,7 @@ def main() -> None:
         f"{s_big['added_mb']:.0f} MB), while the naive approach grows with the corpus "
         f"({n_small['added_mb']:.0f} MB -> {n_big['added_mb']:.0f} MB).",
     ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        write_section("bench_scan", body)
+    publish("bench_scan", "\n".join(lines), write=not args.no_write)
 
 
 if __name__ == "__main__":
