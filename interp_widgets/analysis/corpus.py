@@ -596,6 +596,20 @@ def _defer_interrupt():
         raise KeyboardInterrupt
 
 
+@contextmanager
+def _scan_progress(meta: dict, corpus: Iterable, desc: str, progress: bool):
+    """The progress bar (documents) of a streaming scan over `corpus`. Ctrl-C inside the block
+    ends the scan there and marks `meta["partial"]`; what was folded in stays. The bar closes."""
+    total = len(corpus) if hasattr(corpus, "__len__") else None
+    bar = tqdm(total=total, unit="doc", desc=desc, disable=not progress)
+    try:
+        yield bar
+    except KeyboardInterrupt:
+        meta["partial"] = True
+    finally:
+        bar.close()
+
+
 def _doc_ids(doc: Any, index: int) -> list[int] | str:
     if isinstance(doc, str):
         return doc
@@ -717,9 +731,7 @@ def scan_neurons(model: Model, corpus: Iterable[str | Sequence[int]], layer: int
         "partial": False, "vocab": {},
     }
     scan = NeuronScan._empty(meta, grid, correlations)
-    total = len(corpus) if hasattr(corpus, "__len__") else None
-    bar = tqdm(total=total, unit="doc", desc=f"scan {name}", disable=not progress)
-    try:
+    with _scan_progress(meta, corpus, f"scan {name}", progress) as bar:
         for batch in iter_corpus(model, corpus, batch_size, keep=lambda j: j % n_shards == shard):
             meta["corpus_docs"] = batch.start + batch.size
             if batch.rows is not None:
@@ -736,9 +748,5 @@ def scan_neurons(model: Model, corpus: Iterable[str | Sequence[int]], layer: int
                     meta["n_empty"] += batch.size - len(batch.rows)
                     meta["n_truncated"] += batch.n_truncated
             bar.update(batch.size)
-    except KeyboardInterrupt:
-        meta["partial"] = True
-    finally:
-        bar.close()
     scan._finish(model)
     return scan

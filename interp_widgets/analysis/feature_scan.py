@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .corpus import _POS_BITS, Bucket, Example, _defer_interrupt, _mix63, iter_corpus
+from .corpus import (
+    _POS_BITS,
+    Bucket,
+    Example,
+    _defer_interrupt,
+    _mix63,
+    _scan_progress,
+    iter_corpus,
+)
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -228,8 +236,6 @@ def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]],
     """Scan every feature of `sae` (anything with `encode`, `d_sae`, `hook_name`) over `corpus`
     in one streaming pass (see the module docstring). Documents are rows of BOS + document, cut
     to the model's context, as in `scan_neurons`; Ctrl-C returns what was scanned, `partial`."""
-    from tqdm.auto import tqdm
-
     from ..sae.splice import check_saes
 
     check_saes(model, [sae])
@@ -240,10 +246,7 @@ def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]],
             "context": list(context), "samples_per_bucket": samples_per_bucket, "seed": seed,
             "n_docs": 0, "n_tokens": 0, "n_truncated": 0, "partial": False, "vocab": {}}
     scan = FeatureScan(meta)
-    total = len(corpus) if hasattr(corpus, "__len__") else None
-    bar = tqdm(total=total, unit="doc", desc=f"scan SAE features at {hook}",
-               disable=not progress)
-    try:
+    with _scan_progress(meta, corpus, f"scan SAE features at {hook}", progress) as bar:
         for batch in iter_corpus(model, corpus, batch_size):
             if batch.rows:
                 run = model.run([r for _, r in batch.rows], names=[hook], prepend_bos=False)
@@ -257,9 +260,5 @@ def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]],
                 meta["n_docs"] += batch.size
                 meta["n_truncated"] += batch.n_truncated
             bar.update(batch.size)
-    except KeyboardInterrupt:
-        meta["partial"] = True
-    finally:
-        bar.close()
     scan.finish(model)
     return scan
