@@ -3,7 +3,7 @@ import type { ViewContext } from "../view";
 import { h } from "./dom";
 import { Tooltip } from "./tooltip";
 
-export type DrawBody = (toolbar: HTMLElement, body: HTMLElement, tooltip: Tooltip) => void;
+export type DrawBody = (ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, tooltip: Tooltip) => void;
 
 /** Append a toolbar and a body of class `bodyClass` to the root, `draw` them now and again on
  * every `_rev` change (one tooltip serves all redraws); returns the view's cleanup. */
@@ -13,7 +13,7 @@ export function rerunFrame(ctx: ViewContext, bodyClass: string, draw: DrawBody):
   const body = h("div", { class: bodyClass });
   root.append(toolbar, body);
   const tooltip = new Tooltip(root);
-  const build = () => draw(toolbar, body, tooltip);
+  const build = () => draw(ctx, toolbar, body, tooltip);
   build();
   model.on("change:_rev", build);
   return () => model.off("change:_rev", build);

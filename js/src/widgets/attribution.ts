@@ -23,8 +23,7 @@ interface InputAttr {
   target_value: number;
 }
 
-export const attributionView: View = (ctx) =>
-  rerunFrame(ctx, "iw-attr-body", (toolbar, body, tooltip) => renderBody(ctx, toolbar, body, tooltip));
+export const attributionView: View = (ctx) => rerunFrame(ctx, "iw-attr-body", renderBody);
 
 /** Signed horizontal bars: label, value, and a bar growing right (positive) or left (negative). */
 export function signedBars(rows: [string, number][], cls: string): HTMLElement {

@@ -14,8 +14,7 @@ import { displayToken, fillToken, tokenSpan } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
 import { ask, type View, type ViewContext } from "../view";
 
-export const logitLens: View = (ctx) =>
-  rerunFrame(ctx, "iw-lens-body", (toolbar, body, tooltip) => renderBody(ctx, toolbar, body, tooltip));
+export const logitLens: View = (ctx) => rerunFrame(ctx, "iw-lens-body", renderBody);
 
 function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, tooltip: Tooltip): void {
   const { model } = ctx;

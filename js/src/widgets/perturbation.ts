@@ -14,8 +14,7 @@ import { displayToken, fillToken } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
 import type { View, ViewContext } from "../view";
 
-export const perturbationFlowView: View = (ctx) =>
-  rerunFrame(ctx, "iw-flow-body", (toolbar, body, tooltip) => renderBody(ctx, toolbar, body, tooltip));
+export const perturbationFlowView: View = (ctx) => rerunFrame(ctx, "iw-flow-body", renderBody);
 
 function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, tooltip: Tooltip): void {
   const { model } = ctx;
