@@ -59,3 +59,12 @@ def context(browser):
     ctx.set_default_timeout(60_000)
     yield ctx
     ctx.close()
+
+
+@pytest.fixture
+def page(lab, request, artifacts_dir):
+    """The test module's `lab` notebook page (a module-scoped fixture each module defines); a test
+    that fails leaves a screenshot and the console log, labelled by the module's name."""
+    yield lab
+    label = Path(str(request.node.fspath)).stem.removeprefix("test_").removesuffix("_browser")
+    h.save_failure_artifacts(request, lab, label, artifacts_dir)

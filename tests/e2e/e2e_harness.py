@@ -300,6 +300,23 @@ def save_failure_artifacts(request, nbpage: NotebookPage, label: str, out_dir: P
     (out_dir / f"{stem}.console.txt").write_text("\n".join(nbpage.console))
 
 
+@contextlib.contextmanager
+def run_notebook(server: JupyterServer, context, name: str, cells: list, ready: list[str],
+                 timeout: float = 300_000):
+    """Put a notebook of ``cells`` on ``server`` as ``name``, open it in JupyterLab in a new page
+    of the browser ``context``, run every cell and wait until each selector in ``ready`` shows;
+    yields the ``NotebookPage`` and closes the page afterwards."""
+    server.put_notebook(name, new_notebook(cells))
+    nbp = NotebookPage(context.new_page(), server, name).open()
+    nbp.run_all(timeout=timeout)
+    for selector in ready:
+        nbp.page.locator(selector).first.wait_for(timeout=60_000)
+    try:
+        yield nbp
+    finally:
+        nbp.page.close()
+
+
 def launch_browser(playwright, headless: bool = True):
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=headless, args=CHROMIUM_ARGS
@@ -419,6 +436,10 @@ class NotebookPage:
             timeout=timeout,
         )
         return self.cell_output_text(index)
+
+    def run_json(self, source: str, timeout: float = 120_000):
+        """Run ``source`` (which prints one JSON line last) in the kernel and decode that line."""
+        return json.loads(self.run_code(source, timeout=timeout).strip().splitlines()[-1])
 
     def cell_output_text(self, index: int) -> str:
         return self.page.evaluate(

@@ -47,25 +47,13 @@ CELLS = [
 ]
 
 
-def _kernel(nbp: h.NotebookPage, code: str):
-    return json.loads(nbp.run_code(code).strip().splitlines()[-1])
-
 
 @pytest.fixture(scope="module")
 def lab(jupyter_server, context):
-    jupyter_server.put_notebook("autointerp.ipynb", h.new_notebook(CELLS))
-    nbp = h.NotebookPage(context.new_page(), jupyter_server, "autointerp.ipynb").open()
-    nbp.run_all(timeout=300_000)
-    nbp.page.locator(f"{PROBE} circle.iw-probe-dot").first.wait_for(timeout=60_000)
-    yield nbp
-    _kernel(nbp, "server.stop(); print(1)")
-    nbp.page.close()
-
-
-@pytest.fixture
-def page(lab, request):
-    yield lab
-    h.save_failure_artifacts(request, lab, "autointerp", h.REPO_ROOT / "tests/e2e/artifacts")
+    ready = [f"{PROBE} circle.iw-probe-dot"]
+    with h.run_notebook(jupyter_server, context, "autointerp.ipynb", CELLS, ready) as nbp:
+        yield nbp
+        nbp.run_json("server.stop(); print(1)")
 
 
 def test_explain_button_runs_the_llm_and_shows_the_result(page, jupyter_server, artifacts_dir):
@@ -74,19 +62,19 @@ def test_explain_button_runs_the_llm_and_shows_the_result(page, jupyter_server, 
     assert panel.locator(".iw-ai-status").inner_text() == "explainer: LLM"
     panel.locator(".iw-ai-explain-button").click()
     panel.locator(".iw-ai-badge").wait_for(timeout=60_000)
-    state = _kernel(page, "print(json.dumps(view.explain_state))")
+    state = page.run_json("print(json.dumps(view.explain_state))")
     assert state["status"] == "done" and state["explainer"] == "fake-llm"
     assert panel.locator(".iw-ai-badge").inner_text() == "LLM: fake-llm"
     assert panel.locator(".iw-ai-explanation").inner_text() == state["explanation"]
     assert state["explanation"].startswith("the token ")
-    stored = _kernel(page, "e = store.get(model.name, view.hook, 5, 'fake-llm'); "
+    stored = page.run_json("e = store.get(model.name, view.hook, 5, 'fake-llm'); "
                            "print(json.dumps([e.explanation, e.score]))")
     assert stored[0] == state["explanation"]
     corr = panel.locator("tr[data-score='correlation'] .iw-num").inner_text()
     assert abs(float(corr) - stored[1]) < 1e-3
     panel.screenshot(path=str(artifacts_dir / "lab-neuron_view-explain-panel.png"))
     # the key is in neither the synced state nor the saved notebook
-    assert _kernel(page, "print(json.dumps(KEY in json.dumps(view.get_state(), default=str)))") \
+    assert page.run_json("print(json.dumps(KEY in json.dumps(view.get_state(), default=str)))") \
         is False
     page.command("docmanager:save")
     page.page.wait_for_timeout(1000)
@@ -97,7 +85,7 @@ def test_explain_button_runs_the_llm_and_shows_the_result(page, jupyter_server, 
 
 def test_cancel_stores_nothing(page):
     nv = page.page.locator(NV).first
-    _kernel(page, "server.latency = 0.3; view._select(0, 6); print(1)")
+    page.run_json("server.latency = 0.3; view._select(0, 6); print(1)")
     panel = nv.locator(".iw-ai-explain")
     panel.locator(".iw-ai-explain-button").click()
     cancel = panel.locator(".iw-ai-cancel")
@@ -105,7 +93,7 @@ def test_cancel_stores_nothing(page):
     assert panel.locator(".iw-ai-progress").is_visible()
     cancel.click()
     panel.locator("text=cancelled: nothing was stored").wait_for(timeout=60_000)
-    assert _kernel(page, "server.latency = 0; "
+    assert page.run_json("server.latency = 0; "
                          "print(json.dumps(store.get(model.name, view.hook, 6, 'fake-llm')))") \
         is None
 
@@ -113,7 +101,7 @@ def test_cancel_stores_nothing(page):
 def test_table_sorts_filters_and_opens_a_unit(page):
     table = page.page.locator(TABLE)
     rows = table.locator("tr.iw-ai-row")
-    n = _kernel(page, "table.refresh(); print(table.n_rows)")
+    n = page.run_json("table.refresh(); print(table.n_rows)")
     assert n >= 7  # 6 offline units + the one the LLM explained
     for _ in range(20):
         if rows.count() == n:
@@ -121,7 +109,7 @@ def test_table_sorts_filters_and_opens_a_unit(page):
         page.page.wait_for_timeout(200)
     assert rows.count() == n
     assert table.locator(".iw-ai-statistical").count() >= 6
-    corr = _kernel(page, "print(json.dumps(sorted([e.score for e in store.entries()], "
+    corr = page.run_json("print(json.dumps(sorted([e.score for e in store.entries()], "
                          "reverse=True)))")
     first = float(rows.first.locator("td").nth(3).inner_text())
     assert abs(first - corr[0]) < 1e-3
@@ -134,7 +122,7 @@ def test_table_sorts_filters_and_opens_a_unit(page):
     before = page.page.locator(NV).count()
     rows.first.click()
     page.page.locator(NV).nth(before).wait_for(timeout=60_000)
-    sel = _kernel(page, "print(json.dumps([table.selected, table.data.iloc[table.selected]"
+    sel = page.run_json("print(json.dumps([table.selected, table.data.iloc[table.selected]"
                         "['explainer']]))")
     assert sel[1] == "fake-llm"
     assert "Layer 0, neuron 5" in page.page.locator(NV).nth(before).locator(
@@ -149,12 +137,12 @@ def test_probe_view_draws_each_basis_and_switches_metric(page, artifacts_dir):
     assert pv.locator("circle.iw-probe-dot").count() == 6
     pv.locator("select.iw-probe-metric").select_option("f1")
     for _ in range(20):
-        if _kernel(page, "print(json.dumps(pv.metric))") == "f1":
+        if page.run_json("print(json.dumps(pv.metric))") == "f1":
             break
         page.page.wait_for_timeout(200)
     else:
         raise AssertionError("the metric never reached the kernel")
     title = pv.locator("circle.iw-probe-dot title").first.text_content()
-    f1 = _kernel(page, "print(json.dumps(pv.data['neurons'].f1[0]))")
+    f1 = page.run_json("print(json.dumps(pv.data['neurons'].f1[0]))")
     shown = float(title.split(": f1 ")[1].split()[0])
     assert abs(shown - f1) < 1e-3, title

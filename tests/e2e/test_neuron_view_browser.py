@@ -7,7 +7,6 @@ numbers the kernel computes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -29,10 +28,6 @@ CELLS = [
 ]
 
 
-def _kernel(nbp: h.NotebookPage, code: str):
-    """Run `code` (which prints one JSON line last) in the kernel and decode that line."""
-    return json.loads(nbp.run_code(code).strip().splitlines()[-1])
-
 
 def _close(text: str, expected: float, rel: float = 2e-3) -> bool:
     return any(
@@ -41,24 +36,15 @@ def _close(text: str, expected: float, rel: float = 2e-3) -> bool:
 
 
 @pytest.fixture(scope="module")
-def lab(jupyter_server, context, request):
-    jupyter_server.put_notebook("neuron_view.ipynb", h.new_notebook(CELLS))
-    nbp = h.NotebookPage(context.new_page(), jupyter_server, "neuron_view.ipynb").open()
-    nbp.run_all(timeout=300_000)
-    nbp.page.locator(f"{ROOT} .iw-nv-top .iw-nv-example").first.wait_for(timeout=60_000)
-    yield nbp
-    nbp.page.close()
-
-
-@pytest.fixture
-def page(lab, request):
-    yield lab
-    h.save_failure_artifacts(request, lab, "neuron_view", h.REPO_ROOT / "tests/e2e/artifacts")
+def lab(jupyter_server, context):
+    ready = [f"{ROOT} .iw-nv-top .iw-nv-example"]
+    with h.run_notebook(jupyter_server, context, "neuron_view.ipynb", CELLS, ready) as nbp:
+        yield nbp
 
 
 def _wait_kernel_neuron(nbp: h.NotebookPage, neuron: int) -> None:
     for _ in range(20):
-        if _kernel(nbp, "print(json.dumps(view.neuron))") == neuron:
+        if nbp.run_json("print(json.dumps(view.neuron))") == neuron:
             return
         nbp.page.wait_for_timeout(250)
     raise AssertionError(f"the kernel never moved to neuron {neuron}")
@@ -67,7 +53,7 @@ def _wait_kernel_neuron(nbp: h.NotebookPage, neuron: int) -> None:
 def test_renders_with_top_examples_from_the_scan(page, artifacts_dir):
     root = page.page.locator(ROOT)
     assert root.locator(".iw-errors .iw-error").count() == 0
-    top = _kernel(page, "print(json.dumps(view.data['scan'].top_values(view.neuron).tolist()))")
+    top = page.run_json("print(json.dumps(view.data['scan'].top_values(view.neuron).tolist()))")
     first = root.locator(".iw-nv-top .iw-nv-example .iw-nv-value").first.inner_text()
     assert _close(first, top[0]), (first, top[0])
     assert root.locator(".iw-nv-buckets .iw-nv-example").count() >= 2
@@ -85,7 +71,7 @@ def test_typing_reruns_the_heatmap(page):
         ".iw-token\")].map(s => s.textContent).join('').includes('onion')",
         timeout=30_000,
     )
-    got = _kernel(page, "print(json.dumps([view.text, len(view.text_tokens)]))")
+    got = page.run_json("print(json.dumps([view.text, len(view.text_tokens)]))")
     assert got[0] == "The chef looked at the onion for a long time"
     assert root.locator(".iw-nv-strip .iw-token").count() == got[1]
 
@@ -94,11 +80,8 @@ def test_token_click_shows_the_kernels_attribution(page):
     root = page.page.locator(ROOT)
     token = root.locator(".iw-nv-strip .iw-token[data-pos='3']")
     token.click()
-    pre = _kernel(
-        page,
-        "print(json.dumps(nr.neuron_input_attribution(model, view.text, "
-        "view.layer, view.neuron, pos=3).pre_activation))",
-    )
+    pre = page.run_json("print(json.dumps(nr.neuron_input_attribution(model, view.text, "
+                        "view.layer, view.neuron, pos=3).pre_activation))")
     page.page.wait_for_function(
         "() => document.querySelector(\".iw-root[data-view='neuron_view'] .iw-nv-attribution\")"
         ".innerText.includes('pos 3')",
@@ -116,12 +99,9 @@ def test_scale_slider_updates_target_probabilities(page):
         "?.innerText.includes('x3')",
         timeout=30_000,
     )
-    expected = _kernel(
-        page,
-        "r = nr.modulate_neuron(model, view.text, view.layer, view.neuron, "
-        "3.0)\nprint(json.dumps(r.target_probs(view.targets).iloc[0]"
-        ".tolist()))",
-    )
+    expected = page.run_json("r = nr.modulate_neuron(model, view.text, view.layer, view.neuron, "
+                             "3.0)\nprint(json.dumps(r.target_probs(view.targets).iloc[0]"
+                             ".tolist()))")
     rows = root.locator(".iw-nv-inter-table tbody tr")
     for i, p in enumerate(expected):
         cells = rows.nth(i).locator("td")
@@ -130,7 +110,7 @@ def test_scale_slider_updates_target_probabilities(page):
 
 def test_next_and_correlated_neuron_navigate_in_python(page):
     root = page.page.locator(ROOT)
-    start = _kernel(page, "print(json.dumps(view.neuron))")
+    start = page.run_json("print(json.dumps(view.neuron))")
     root.locator("button.iw-nv-next").click()
     _wait_kernel_neuron(page, start + 1)
     page.page.wait_for_function(

@@ -4,8 +4,6 @@ kernel computes for the same cells and alpha."""
 
 from __future__ import annotations
 
-import json
-
 import e2e_harness as h
 import pytest
 
@@ -32,27 +30,12 @@ CELLS = [
 ]
 
 
-def _kernel(nbp: h.NotebookPage, code: str):
-    """Run `code` (which prints one JSON line last) in the kernel and decode that line."""
-    return json.loads(nbp.run_code(code).strip().splitlines()[-1])
-
 
 @pytest.fixture(scope="module")
 def lab(jupyter_server, context):
-    jupyter_server.put_notebook("patching.ipynb", h.new_notebook(CELLS))
-    nbp = h.NotebookPage(context.new_page(), jupyter_server, "patching.ipynb").open()
-    nbp.run_all(timeout=300_000)
-    nbp.page.locator(f"{PATCH} .iw-heatgrid").first.wait_for(timeout=60_000)
-    nbp.page.locator(".iw-root[data-view='perturbation_flow'] .iw-heatgrid").wait_for(
-        timeout=60_000)
-    yield nbp
-    nbp.page.close()
-
-
-@pytest.fixture
-def page(lab, request):
-    yield lab
-    h.save_failure_artifacts(request, lab, "patching", h.REPO_ROOT / "tests/e2e/artifacts")
+    ready = [f"{PATCH} .iw-heatgrid", ".iw-root[data-view='perturbation_flow'] .iw-heatgrid"]
+    with h.run_notebook(jupyter_server, context, "patching.ipynb", CELLS, ready) as nbp:
+        yield nbp
 
 
 def _cell(root, component: str, row: int, col: int):
@@ -81,7 +64,7 @@ def test_all_four_views_render(page, artifacts_dir):
 
 def test_hover_shows_the_cell_value(page):
     root = page.page.locator(PATCH)
-    values = _kernel(page, "print(json.dumps(view.data['attn_out'][0].values.tolist()))")
+    values = page.run_json("print(json.dumps(view.data['attn_out'][0].values.tolist()))")
     _cell(root, "attn_out", 1, 3).hover()
     row = root.locator(".iw-tooltip .iw-tip-row", has_text="patched")
     row.wait_for(state="visible")
@@ -91,8 +74,8 @@ def test_hover_shows_the_cell_value(page):
 
 def test_click_cells_and_move_the_slider(page):
     root = page.page.locator(PATCH)
-    n_pos = len(_kernel(page, "print(json.dumps(view.clean_tokens))"))
-    diff = _kernel(page, "print(json.dumps([i for i, (a, b) in enumerate(zip("
+    n_pos = len(page.run_json("print(json.dumps(view.clean_tokens))"))
+    diff = page.run_json("print(json.dumps([i for i, (a, b) in enumerate(zip("
                          "view.clean_tokens, view.corrupt_tokens)) if a != b]))")[0]
     _cell(root, "resid_pre", 0, diff).click()
     _cell(root, "attn_out", 1, n_pos - 1).click()
@@ -104,16 +87,16 @@ def test_click_cells_and_move_the_slider(page):
         page.page.keyboard.press("ArrowLeft")
     assert slider.input_value() == "0.4"
     shown = _wait_result(page, "0.4", 2)
-    want = _kernel(page, f"p = view.patcher\nprint(json.dumps(p.value(p.logits(["
+    want = page.run_json(f"p = view.patcher\nprint(json.dumps(p.value(p.logits(["
                          f"Cell('resid_pre', 0, {diff}), Cell('attn_out', 1, {n_pos - 1})], "
                          "0.4))))")
     assert float(shown["value"]) == pytest.approx(want, abs=1e-5)
     text = root.locator(".iw-patch-value").inner_text()
     assert float(text) == pytest.approx(want, rel=1e-3, abs=1e-3)
-    last = _kernel(page, "print(json.dumps([view.last.alpha, len(view.last.cells)]))")
+    last = page.run_json("print(json.dumps([view.last.alpha, len(view.last.cells)]))")
     assert last == [0.4, 2]
     # patched top-5 table shows the kernel's top token
-    top = _kernel(page, f"print(json.dumps(view.patcher.run([Cell('resid_pre', 0, {diff}), "
+    top = page.run_json(f"print(json.dumps(view.patcher.run([Cell('resid_pre', 0, {diff}), "
                         f"Cell('attn_out', 1, {n_pos - 1})], 0.4).top[0][0]))")
     first = root.locator(".iw-patch-top tbody tr").first.inner_text()
     assert top.strip() in first.replace("·", " ")
@@ -130,7 +113,7 @@ def test_alpha_outside_the_range_is_clipped_and_said(page):
     assert "outside [0, 1]" in note and "clipped to 1" in note
     assert root.locator("input.iw-patch-alpha").input_value() == "1"
     cells = int(shown["cells"])
-    want = _kernel(page, "print(json.dumps(view.patch(view.last.cells, 1.0)['value']))")
+    want = page.run_json("print(json.dumps(view.patch(view.last.cells, 1.0)['value']))")
     assert float(shown["value"]) == pytest.approx(want, abs=1e-5) and cells == 2
 
 
@@ -145,9 +128,9 @@ def test_steering_slider_regenerates(page):
     assert before != "8"
     steered = root.locator(".iw-steer-steered .iw-token").evaluate_all(
         "els => els.map(e => e.textContent)")
-    want = _kernel(page, "g = generate(model, 'When Mary', steer=[(sv, 1, 8.0)], "
+    want = page.run_json("g = generate(model, 'When Mary', steer=[(sv, 1, 8.0)], "
                          "max_new_tokens=6, seed=0)\nprint(json.dumps(g.new_tokens))")
     assert len(steered) == len(want)
     assert [s.replace("·", " ") for s in steered] == [w.replace("\n", "⏎") for w in want]
-    kl = _kernel(page, "print(json.dumps(steer.data['mean_kl']))")
+    kl = page.run_json("print(json.dumps(steer.data['mean_kl']))")
     assert float(root.get_attribute("data-mean-kl")) == pytest.approx(kl, rel=1e-4)
