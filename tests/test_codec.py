@@ -18,8 +18,10 @@ from interp_widgets.widgets._base import BaseWidget, request_handler
 from interp_widgets.widgets._codec import (
     decode_array,
     decode_csr,
+    decode_strings,
     encode_array,
     encode_csr,
+    encode_strings,
     extract_buffers,
     restore_buffers,
 )
@@ -32,6 +34,8 @@ FIXTURE = Path(__file__).resolve().parents[1] / "js" / "test" / "fixtures" / "co
     ("float16", [0.0, -1.5, 3.25, 2.0 ** -14, 65504.0, float("inf")]),
     ("int32", [0, -1, 2**31 - 1, -(2**31), 42, 7]),
     ("uint8", [0, 1, 127, 128, 254, 255]),
+    ("uint16", [0, 1, 255, 256, 65534, 65535]),
+    ("uint32", [0, 1, 65535, 65536, 2**31, 2**32 - 1]),
 ])
 @pytest.mark.parametrize("kind", ["numpy", "torch", "list"])
 def test_round_trip(dtype, values, kind):
@@ -82,6 +86,62 @@ def test_csr_from_dense_torch_sparse_and_scipy():
     np.testing.assert_array_equal(decode_csr(encode_csr(sparse.coo_matrix(dense))), dense)
     with pytest.raises(ValueError, match="2-D"):
         encode_csr(np.zeros(3))
+
+
+# -- packed strings ----------------------------------------------------------------------------
+TRICKY = ["", " the", "\n", "é", "日本語", "😀", "e\u0301", "\ufeffbom", "\x00nul", "a\r\nb",
+          '<img src=x onerror="alert(1)">', "&amp;", "\\u0041", '"q"']
+
+
+def test_strings_round_trip_as_one_utf8_buffer_and_byte_lengths():
+    enc = encode_strings(TRICKY)
+    assert enc["format"] == "strings" and "rows" not in enc
+    assert isinstance(enc["utf8"], memoryview)
+    assert bytes(enc["utf8"]) == "".join(TRICKY).encode("utf-8")
+    assert enc["lengths"]["dtype"] == "uint8"
+    assert decode_array(enc["lengths"]).tolist() == [len(s.encode()) for s in TRICKY]
+    assert decode_strings(enc) == TRICKY
+
+
+def test_strings_lengths_take_the_smallest_dtype_that_holds_the_longest():
+    assert encode_strings(["x" * 255])["lengths"]["dtype"] == "uint8"
+    assert encode_strings(["a", "x" * 256])["lengths"]["dtype"] == "uint16"
+    assert encode_strings(["é" * 40_000])["lengths"]["dtype"] == "uint32"  # 80,000 bytes
+    for strings in (["a", "x" * 256], ["é" * 40_000, "b"]):
+        assert decode_strings(encode_strings(strings)) == strings
+
+
+def test_lists_of_strings_keep_their_rows():
+    docs = [["a", " b"], [], ["😀"], [""]]
+    enc = encode_strings(docs)
+    assert decode_array(enc["rows"]).tolist() == [2, 0, 1, 1]
+    assert enc["rows"]["dtype"] == "uint32"
+    assert decode_strings(enc) == docs
+    assert decode_strings(encode_strings([])) == []
+
+
+def test_strings_are_smaller_than_a_json_list():
+    tokens = [" the", " cat", ",", " said", ' "', "\n"] * 500
+    enc = encode_strings(tokens)
+    packed = len(enc["utf8"]) + len(enc["lengths"]["buffer"])
+    assert packed < 0.7 * len(json.dumps(tokens))
+
+
+def test_strings_a_lone_surrogate_becomes_the_replacement_character():
+    assert decode_strings(encode_strings(["a\ud800b", "ok"])) == ["a\ufffdb", "ok"]
+
+
+def test_strings_errors_say_what_is_wrong():
+    with pytest.raises(ValueError, match="not one string"):
+        encode_strings("abc")
+    with pytest.raises(ValueError, match="expected strings, got int"):
+        encode_strings(["a", 3])
+    enc = encode_strings(["ab", "c"])
+    enc["utf8"] = memoryview(b"abcd")
+    with pytest.raises(ValueError, match="add up to 3 bytes, the buffer holds 4"):
+        decode_strings(enc)
+    with pytest.raises(ValueError, match="expected packed strings"):
+        decode_strings(encode_array([1.0]))
 
 
 def test_buffers_become_placeholders_and_come_back():
@@ -159,6 +219,17 @@ def codec_fixture() -> dict:
                 "values": [v if math.isfinite(v) else str(v) for v in decoded]}
 
     csr = encode_csr(np.array([[0, 0.5, 0], [0, 0, 0], [2, 0, -1]]), "float16")
+
+    def strings(name, values):
+        enc = encode_strings(values)
+        out = {"name": name, "utf8": base64.b64encode(bytes(enc["utf8"])).decode(),
+               "lengths": {"dtype": enc["lengths"]["dtype"], "shape": enc["lengths"]["shape"],
+                           "b64": base64.b64encode(bytes(enc["lengths"]["buffer"])).decode()},
+               "strings": values}
+        if "rows" in enc:
+            out["rows"] = base64.b64encode(bytes(enc["rows"]["buffer"])).decode()
+        return out
+
     return {
         "arrays": [
             case("float32", [0.0, -1.5, 1 / 3, 1e-30, float("nan"), float("-inf")], [2, 3],
@@ -174,6 +245,12 @@ def codec_fixture() -> dict:
                for k in ("indptr", "indices", "data")},
             "dense": decode_csr(csr).astype(np.float64).ravel().tolist(),
         },
+        "strings": [
+            strings("ascii", ["The", " cat", "", ",", "\n", '<b>"x"</b>', "&amp;"]),
+            strings("unicode", TRICKY),
+            strings("long", ["a", "é" * 200, "😀" * 100, "z"]),  # uint16 lengths
+            strings("documents", [["a", " b"], [], ["日本", "😀"]]),
+        ],
     }
 
 

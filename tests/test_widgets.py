@@ -2,6 +2,7 @@
 
 Uses the demo model when it is there, else a tiny random GPT-2 built in a temp folder."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import interp_widgets as iw
 from interp_widgets.analysis.attention import attention_patterns
 from interp_widgets.analysis.logit_lens import logit_lens
 from interp_widgets.widgets import AttentionView, LogitLens, TokenHeatmap
-from interp_widgets.widgets._codec import decode_array
+from interp_widgets.widgets._codec import decode_array, decode_strings, extract_buffers
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 LONG_PROMPT = " ".join(["When Mary and John went to the store, John gave a drink to Mary."] * 4)
@@ -89,6 +90,24 @@ def test_heatmap_syncs_tokens_and_one_float32_array_per_metric():
     assert w.center == 0.0 and w.cmap == "auto" and not w.has_predictions
     assert w.data["tokens"] == ["a", " b", "\n"]
     np.testing.assert_array_equal(w.data["metrics"]["diff"], [0.5, -1, 2])
+
+
+def test_heatmap_tokens_travel_packed_not_as_a_json_list():
+    docs = [["<b>", " é", "\n", ""], ["😀", " x"]]
+    w = TokenHeatmap(docs, [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0]])
+    state = w.get_state()
+    wire = state["tokens"]
+    assert wire["format"] == "strings"
+    assert isinstance(wire["utf8"], memoryview)  # a binary buffer, not JSON
+    assert bytes(wire["utf8"]) == "".join(t for d in docs for t in d).encode()
+    assert decode_array(wire["rows"]).tolist() == [4, 2]
+    assert decode_strings(wire) == docs
+    assert w.tokens == docs  # the Python side keeps lists
+    # what the browser would send back decodes to the same lists
+    w.set_state({"tokens": wire})
+    assert w.tokens == docs
+    stripped, buffers = extract_buffers(state)
+    assert len(json.dumps(stripped["tokens"])) < 200 and len(buffers) >= 3
 
 
 def test_heatmap_several_documents_drop_padding():

@@ -9,7 +9,7 @@ import numpy as np
 import traitlets as t
 
 from ._base import BaseWidget, check_index, request_handler
-from ._codec import encode_array, to_numpy
+from ._codec import decode_strings, encode_array, encode_strings, to_numpy
 
 Prediction = Sequence[tuple[str, float]]
 
@@ -45,6 +45,20 @@ def _per_document(name: str, values: Any, docs: list[list[str]], single: bool
     return [row[: len(doc)] for row, doc in zip(rows, docs)]
 
 
+def _tokens_to_json(docs: list[list[str]], _widget: Any) -> dict[str, Any]:
+    """The [doc][pos] token strings packed for the wire (one UTF-8 buffer + byte lengths + tokens
+    per document; `_codec.encode_strings`) instead of a JSON list of lists."""
+    return encode_strings(docs)
+
+
+def _tokens_from_json(value: Any, _widget: Any) -> list[list[str]]:
+    """The inverse of `_tokens_to_json` (a plain list of lists passes through)."""
+    if isinstance(value, dict):
+        out = decode_strings(value)
+        return out if "rows" in value else [out]
+    return value
+
+
 class TokenHeatmap(BaseWidget):
     """Tokens coloured by per-token metrics; hover for values (and predictions), click to select.
 
@@ -58,7 +72,9 @@ class TokenHeatmap(BaseWidget):
     """
 
     _view = t.Unicode("token_heatmap").tag(sync=True)
-    tokens = t.List(t.List(t.Unicode())).tag(sync=True)  # [doc][pos]
+    #: [doc][pos] token strings; travel packed (see `_tokens_to_json`)
+    tokens = t.List(t.List(t.Unicode())).tag(sync=True, to_json=_tokens_to_json,
+                                              from_json=_tokens_from_json)
     metrics = t.List(t.Dict()).tag(sync=True)  # [{"name", "values": float32 [total tokens]}]
     metric = t.Unicode("").tag(sync=True)
     cmap = t.Enum(["auto", "diverging", "sequential"], "auto").tag(sync=True)

@@ -2,8 +2,9 @@
 // An encoded array is {dtype, shape, buffer}: buffer holds the little-endian bytes in C order.
 // anywidget delivers a memoryview inside a synced dict (or a message) as a DataView, which may be
 // a window into a larger ArrayBuffer: always honour byteOffset/byteLength.
+// A list of strings travels packed: {format: "strings", utf8, lengths[, rows]} (see decodeStrings).
 
-export type DType = "float32" | "float16" | "int32" | "uint8";
+export type DType = "float32" | "float16" | "int32" | "uint8" | "uint16" | "uint32";
 export type Bytes = DataView | ArrayBuffer | Uint8Array;
 
 export interface EncodedArray {
@@ -16,7 +17,7 @@ export interface EncodedArray {
 export interface NDArray {
   dtype: DType;
   shape: number[];
-  data: Float32Array | Int32Array | Uint8Array;
+  data: Float32Array | Int32Array | Uint8Array | Uint16Array | Uint32Array;
 }
 
 export interface EncodedCSR {
@@ -31,10 +32,19 @@ export interface CSR {
   shape: [number, number];
   indptr: Int32Array;
   indices: Int32Array;
-  data: Float32Array | Int32Array | Uint8Array;
+  data: NDArray["data"];
 }
 
-const ITEMSIZE: Record<DType, number> = { float32: 4, float16: 2, int32: 4, uint8: 1 };
+/** Strings packed as one UTF-8 buffer and each string's length in bytes (uint8/16/32, the
+ * smallest that holds the longest); `rows`, when present, splits them into lists (documents). */
+export interface EncodedStrings {
+  format: "strings";
+  utf8: Bytes;
+  lengths: EncodedArray;
+  rows?: EncodedArray;
+}
+
+const ITEMSIZE: Record<DType, number> = { float32: 4, float16: 2, int32: 4, uint8: 1, uint16: 2, uint32: 4 };
 
 /** The bytes of a DataView / ArrayBuffer / Uint8Array as an ArrayBuffer slice aligned for `itemsize`. */
 function alignedBytes(buf: Bytes, itemsize: number): { buffer: ArrayBuffer; offset: number; length: number } {
@@ -118,6 +128,8 @@ export function decodeArray(enc: EncodedArray): NDArray {
   if (dtype === "float32") data = new Float32Array(buffer, offset, n);
   else if (dtype === "int32") data = new Int32Array(buffer, offset, n);
   else if (dtype === "uint8") data = new Uint8Array(buffer, offset, n);
+  else if (dtype === "uint16") data = new Uint16Array(buffer, offset, n);
+  else if (dtype === "uint32") data = new Uint32Array(buffer, offset, n);
   else data = halfToFloat(new Uint16Array(buffer, offset, n));
   return { dtype, shape: [...shape], data };
 }
@@ -130,6 +142,8 @@ export function encodeArray(values: ArrayLike<number>, shape: number[], dtype: D
   if (dtype === "float32") typed = Float32Array.from(values);
   else if (dtype === "int32") typed = Int32Array.from(values);
   else if (dtype === "uint8") typed = Uint8Array.from(values);
+  else if (dtype === "uint16") typed = Uint16Array.from(values);
+  else if (dtype === "uint32") typed = Uint32Array.from(values);
   else if (dtype === "float16") typed = Uint16Array.from(Array.from(values, floatToHalf));
   else throw new Error(`unsupported dtype ${JSON.stringify(dtype)}`);
   return { dtype, shape: [...shape], buffer: new DataView(typed.buffer) };
@@ -154,4 +168,93 @@ export function csrToDense(m: CSR): Float32Array {
     for (let i = m.indptr[r]; i < m.indptr[r + 1]; i++) out[r * cols + m.indices[i]] = m.data[i];
   }
   return out;
+}
+
+function bytesOf(buf: Bytes): Uint8Array {
+  if (buf instanceof ArrayBuffer) return new Uint8Array(buf);
+  return new Uint8Array(buf.buffer as ArrayBuffer, buf.byteOffset, buf.byteLength);
+}
+
+/**
+ * The strings of an EncodedStrings, in order (`rows` ignored: see decodeStringRows).
+ * The buffer is decoded once; each string is then cut out by counting the UTF-16 units of its
+ * bytes (one per byte that starts a character, two for a 4-byte character), so 20,000 strings cost
+ * one TextDecoder call, not 20,000. Bytes that are not valid UTF-8 (Python never sends them) fall
+ * back to decoding each string alone, with U+FFFD for the bad bytes.
+ */
+export function decodeStrings(enc: EncodedStrings): string[] {
+  if (enc?.format !== "strings") throw new Error(`expected packed strings, got format ${JSON.stringify(enc?.format)}`);
+  const bytes = bytesOf(enc.utf8);
+  const lengths = decodeArray(enc.lengths).data;
+  const n = lengths.length;
+  let total = 0;
+  for (let i = 0; i < n; i++) total += lengths[i];
+  if (total !== bytes.length) throw new Error(`string lengths add up to ${total} bytes, the buffer holds ${bytes.length}`);
+  const out = new Array<string>(n);
+  let text: string | null = null;
+  try {
+    // ignoreBOM: a leading U+FEFF is part of the first string, not a byte-order mark
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    text = null;
+  }
+  if (text === null) {
+    const lax = new TextDecoder("utf-8", { ignoreBOM: true });
+    for (let i = 0, b = 0; i < n; b += lengths[i], i++) out[i] = lax.decode(bytes.subarray(b, b + lengths[i]));
+    return out;
+  }
+  if (text.length === bytes.length) {
+    // all ASCII: bytes and UTF-16 units coincide
+    for (let i = 0, b = 0; i < n; b += lengths[i], i++) out[i] = text.slice(b, b + lengths[i]);
+    return out;
+  }
+  for (let i = 0, b = 0, u = 0; i < n; i++) {
+    const end = b + lengths[i];
+    let units = 0;
+    for (; b < end; b++) {
+      const x = bytes[b];
+      if ((x & 0xc0) !== 0x80) units += x >= 0xf0 ? 2 : 1;
+    }
+    out[i] = text.slice(u, u + units);
+    u += units;
+  }
+  return out;
+}
+
+/** The strings split into lists by `rows` (the count in each); one list when there is no `rows`. */
+export function decodeStringRows(enc: EncodedStrings): string[][] {
+  const all = decodeStrings(enc);
+  if (!enc.rows) return [all];
+  const rows = decodeArray(enc.rows).data;
+  const out: string[][] = [];
+  let start = 0;
+  for (let r = 0; r < rows.length; r++) {
+    out.push(all.slice(start, start + rows[r]));
+    start += rows[r];
+  }
+  if (start !== all.length) throw new Error(`rows hold ${start} strings, there are ${all.length}`);
+  return out;
+}
+
+/** Pack strings as Python's encode_strings does (for tests; Python encodes what widgets show). */
+export function encodeStrings(strings: string[] | string[][]): EncodedStrings {
+  const nested = strings.length > 0 && Array.isArray(strings[0]);
+  const flat = nested ? (strings as string[][]).flat() : (strings as string[]);
+  const te = new TextEncoder();
+  const parts = flat.map((s) => te.encode(s));
+  const lengths = parts.map((p) => p.length);
+  const top = lengths.reduce((a, b) => Math.max(a, b), 0);
+  const dtype: DType = top < 256 ? "uint8" : top < 65536 ? "uint16" : "uint32";
+  const utf8 = new Uint8Array(lengths.reduce((a, b) => a + b, 0));
+  let o = 0;
+  for (const p of parts) {
+    utf8.set(p, o);
+    o += p.length;
+  }
+  const enc: EncodedStrings = { format: "strings", utf8: new DataView(utf8.buffer), lengths: encodeArray(lengths, [lengths.length], dtype) };
+  if (nested) {
+    const rows = (strings as string[][]).map((r) => r.length);
+    enc.rows = encodeArray(rows, [rows.length], "uint32");
+  }
+  return enc;
 }

@@ -1,11 +1,15 @@
 // TokenHeatmap: tokens coloured by a per-token metric; hover for values, click to select.
-// State: tokens string[][] (documents), metrics [{name, values: float32 [n_tokens_total]}],
-// metric, cmap, center, vmin, vmax, has_predictions, selected [doc, pos] | null.
-import { decodeArray, type EncodedArray } from "../codec";
+// State: tokens (documents of token strings, packed: codec.ts EncodedStrings with rows; a plain
+// string[][] is read too), metrics [{name, values: float32 [n_tokens_total]}], metric, cmap,
+// center, vmin, vmax, has_predictions, selected [doc, pos] | null.
+// Drawing is built for 20,000+ tokens (components/heat_strip.ts): every span is made once with its
+// colour class; a metric switch rewrites only the classes that change.
+import { decodeArray, decodeStringRows, type EncodedArray, type EncodedStrings } from "../codec";
 import { fmt, h, select } from "../components/dom";
-import { chooseScale, legend, paintClass, type Scale } from "../components/scale";
+import { heatStrip } from "../components/heat_strip";
+import { chooseScale, LEVELS, legend, tintClass, type Scale } from "../components/scale";
 import { topkTable } from "../components/table";
-import { fillToken, tokenAt, tokenStrip } from "../components/tokens";
+import { fillToken, tokenAt } from "../components/tokens";
 import { tipRow, Tooltip } from "../components/tooltip";
 import type { View } from "../view";
 
@@ -14,15 +18,31 @@ interface Prediction {
   probs: EncodedArray;
 }
 
+/** The documents' token strings from the synced value (packed, or a plain string[][]). */
+export function readTokens(value: EncodedStrings | string[][]): string[][] {
+  return Array.isArray(value) ? value : decodeStringRows(value);
+}
+
+/** "iw-token <colour classes>" for each value on `scale`; one string per (hue, level), shared. */
+export function tokenClasser(scale: Scale): (v: number) => string {
+  const table = new Map<string, string[]>();
+  return (v) => {
+    const [hue, t] = scale.paint(typeof v === "number" ? v : NaN);
+    if (!hue) return "iw-token";
+    let row = table.get(hue);
+    if (!row) table.set(hue, (row = []));
+    const k = Math.round((t < 0 ? 0 : t > 1 ? 1 : t) * (LEVELS - 1));
+    return (row[k] ??= `iw-token ${tintClass(hue, k / (LEVELS - 1))}`);
+  };
+}
+
 export const tokenHeatmap: View = (ctx) => {
   const { model, root } = ctx;
-  const docs: string[][] = model.get("tokens");
+  const docs = readTokens(model.get("tokens"));
   const metrics = (model.get("metrics") as { name: string; values: EncodedArray }[]).map((m) => ({
     name: m.name,
     values: decodeArray(m.values).data as Float32Array,
   }));
-  const offsets = [0];
-  for (const d of docs) offsets.push(offsets[offsets.length - 1] + d.length);
   const valueAt = (m: number, doc: number, pos: number) => metrics[m]?.values[offsets[doc] + pos] ?? NaN;
 
   const metricSelect = select(
@@ -32,34 +52,50 @@ export const tokenHeatmap: View = (ctx) => {
   );
   metricSelect.setAttribute("aria-label", "metric");
   const legendSlot = h("div", { class: "iw-legend-slot" });
-  const strip = tokenStrip(docs);
-  root.append(h("div", { class: "iw-toolbar" }, [metricSelect, legendSlot]), strip.el);
-  const tooltip = new Tooltip(root);
 
   let current = 0;
-  let scale: Scale;
-  let selectedSpan: HTMLElement | null = null;
-  const recolour = () => {
+  let values: ArrayLike<number> = new Float32Array(0);
+  const classes: string[] = [];
+  const colouring = () => {
     current = Math.max(0, metrics.findIndex((m) => m.name === model.get("metric")));
     metricSelect.value = metrics[current]?.name ?? "";
-    const values = metrics[current]?.values ?? new Float32Array(0);
-    scale = chooseScale(values, {
+    values = metrics[current]?.values ?? new Float32Array(0);
+    const scale = chooseScale(values, {
       cmap: model.get("cmap"),
       center: model.get("center"),
       vmin: model.get("vmin"),
       vmax: model.get("vmax"),
     });
-    strip.spans.forEach((row, d) =>
-      row.forEach((span, p) => (span.className = `iw-token ${paintClass(scale, values[offsets[d] + p])}`)),
-    );
     legendSlot.replaceChildren(legend(scale, metrics[current]?.name ?? ""));
-    selectedSpan?.classList.add("iw-selected");
+    return tokenClasser(scale);
+  };
+
+  // First draw: each span gets its colour as it is made.
+  const first = colouring();
+  const strip = heatStrip(docs, (i) => (classes[i] = first(values[i])));
+  const { spans, offsets } = strip;
+  root.append(h("div", { class: "iw-toolbar" }, [metricSelect, legendSlot]), strip.el);
+  const tooltip = new Tooltip(root);
+  const spanAt = (doc: number, pos: number) =>
+    doc >= 0 && doc < docs.length && pos >= 0 && pos < docs[doc].length ? spans[offsets[doc] + pos] : undefined;
+
+  let selectedSpan: HTMLElement | null = null;
+  const recolour = () => {
+    const classOf = colouring();
+    for (let i = 0; i < spans.length; i++) {
+      const c = classOf(values[i]);
+      if (c !== classes[i]) {
+        classes[i] = c;
+        spans[i].className = c;
+      }
+    }
+    selectedSpan?.classList.add("iw-selected"); // className writes drop it
   };
 
   const showSelected = () => {
     selectedSpan?.classList.remove("iw-selected");
     const sel = model.get("selected") as [number, number] | null;
-    selectedSpan = sel ? strip.spans[sel[0]]?.[sel[1]] ?? null : null;
+    selectedSpan = sel ? spanAt(sel[0], sel[1]) ?? null : null;
     selectedSpan?.classList.add("iw-selected");
   };
 
@@ -125,7 +161,6 @@ export const tokenHeatmap: View = (ctx) => {
   for (const k of ["metric", "cmap", "center", "vmin", "vmax"]) model.on(`change:${k}`, restyle);
   model.on("change:selected", showSelected);
 
-  recolour();
   showSelected();
   return () => {
     for (const k of ["metric", "cmap", "center", "vmin", "vmax"]) model.off(`change:${k}`, restyle);
