@@ -6,9 +6,7 @@ import { heatStrip } from "../src/components/heat_strip";
 import { chooseScale, paintClass } from "../src/components/scale";
 import { tokenClasser } from "../src/widgets/token_heatmap";
 import { displayToken, tokenStrip } from "../src/components/tokens";
-import { staticModel } from "../src/static";
-import { renderView } from "../src/view";
-import { VIEWS } from "../src/index";
+import { cleanUpAfterEach, click, mount, over } from "./mount";
 import fixture from "./fixtures/codec_cases.json";
 
 const bytes = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -165,16 +163,14 @@ describe("token heatmap view on packed tokens", () => {
     has_predictions: false,
     selected: null,
   });
-  const mount = () => {
-    const model = staticModel(state(), {}, []);
-    const el = document.createElement("div");
-    document.body.append(el);
-    renderView(model, el, VIEWS, true);
+  cleanUpAfterEach();
+  const mountHeatmap = () => {
+    const { model, el } = mount(state());
     return { model, el, spans: Array.from(el.querySelectorAll<HTMLElement>(".iw-token")) };
   };
 
   it("draws every token of every document with its colour from the first paint", () => {
-    const { el, spans } = mount();
+    const { el, spans } = mountHeatmap();
     expect(el.querySelector(".iw-error")).toBeNull();
     expect(spans.map((s) => [s.dataset.doc, s.dataset.pos, s.textContent])).toEqual([
       ["0", "0", "<|endoftext|>"],
@@ -188,12 +184,11 @@ describe("token heatmap view on packed tokens", () => {
     expect(spans[0].className).toBe("iw-token");
     expect(spans[4].className).toBe("iw-token iw-c-seq iw-a15 iw-strong");
     expect(spans[5].className).toBe("iw-token iw-c-seq iw-a0");
-    document.body.replaceChildren();
   });
 
   it("switching the metric rewrites the classes; the selection survives", () => {
-    const { el, model, spans } = mount();
-    spans[5].dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    const { el, model, spans } = mountHeatmap();
+    click(spans[5]);
     expect(model.get("selected")).toEqual([1, 1]);
     expect(spans[5].classList.contains("iw-selected")).toBe(true);
     const select = el.querySelector("select.iw-metric-select") as HTMLSelectElement;
@@ -206,26 +201,23 @@ describe("token heatmap view on packed tokens", () => {
     expect(spans[5].classList.contains("iw-c-pos")).toBe(true);
     // the same spans, recoloured in place
     expect(Array.from(el.querySelectorAll(".iw-token"))).toEqual(spans);
-    document.body.replaceChildren();
   });
 
   it("hover in the second document shows its values", () => {
-    const { el, spans } = mount();
-    spans[4].dispatchEvent(new MouseEvent("mouseover", { bubbles: true }));
+    const { el, spans } = mountHeatmap();
+    over(spans[4]);
     const tip = el.querySelector(".iw-tooltip") as HTMLElement;
     expect(tip.hidden).toBe(false);
     expect(tip.textContent).toContain("doc 1");
     expect(tip.textContent).toContain("3.000"); // loss of token 4
     expect(tip.textContent).toContain("-0.2500"); // diff of token 4
-    document.body.replaceChildren();
   });
 
   it("a selection set from Python marks the right span; out of range marks none", () => {
-    const { model, el, spans } = mount();
+    const { model, el, spans } = mountHeatmap();
     model.set("selected", [0, 3]);
     expect(el.querySelector(".iw-selected")).toBe(spans[3]);
     model.set("selected", [1, 9]);
     expect(el.querySelector(".iw-selected")).toBeNull();
-    document.body.replaceChildren();
   });
 });
