@@ -88,10 +88,15 @@ def info_lines() -> list[str]:
                      f"vocab {cfg.get('vocab_size')}, context {cfg.get('n_positions')}")
     log = model_dir / "training_log.json"
     if log.exists():
+        from .demo.tasks import TARGETS
+
         metrics = json.loads(log.read_text()).get("final_metrics", {})
         for key, value in metrics.items():
             shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-            lines.append(f"  {key:<16}{shown}")
+            if key in TARGETS:
+                target, met = TARGETS[key]
+                shown += f"  (target {target}: {'met' if met(value) else 'not met'})"
+            lines.append(f"  {key:<22}{shown}")
     return lines
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import interp_widgets as iw
 from interp_widgets import cli
+from interp_widgets.demo.tasks import TARGETS
 
 
 def test_info_prints_versions_device_and_demo_metrics(capsys):
@@ -22,8 +23,11 @@ def test_info_prints_versions_device_and_demo_metrics(capsys):
     for word in ("torch", "transformer-lens", "device", "demo model", "MB", "layers"):
         assert word in out
     log = json.loads((iw.demo.MODEL_DIR / "training_log.json").read_text())
-    for key in log["final_metrics"]:
-        assert key in out
+    for key, value in log["final_metrics"].items():
+        line = next(line for line in out.splitlines() if line.split()[:1] == [key])
+        target, met = TARGETS[key]
+        assert f"{value:.4g}" in line and f"target {target}" in line
+        assert line.endswith(": met)" if met(value) else ": not met)")
 
 
 def test_copy_notebooks_keeps_a_users_edited_copy(tmp_path):

@@ -30,6 +30,13 @@ from .corpus import (
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 
+#: held-out metric of `evaluate_all` -> (target as text, test of the value): the demo model's bar
+TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "induction_loss_ratio": ("< 0.30", lambda v: v < 0.30),
+    "ioi_logit_diff": ("> 2", lambda v: v > 2),
+    "article_accuracy": (">= 0.90", lambda v: v >= 0.90),
+}
+
 
 def _prefix(template: str, slot: str) -> str:
     """The part of `template` before ` {slot}` (a training template cut into a prompt)."""
