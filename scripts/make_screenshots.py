@@ -23,10 +23,11 @@ THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
 
 
 def shoot(page, locators, path: Path, pad: int = 6) -> None:
-    """Screenshot the union of the locators' boxes (a tooltip may hang outside its widget)."""
+    """Screenshot the union of the locators' boxes (a tooltip may hang outside its widget), padded
+    on every side but the top, where the cell's printed output may sit right above the widget."""
     boxes = [b for b in (loc.bounding_box() for loc in locators) if b]
     x0 = min(b["x"] for b in boxes) - pad
-    y0 = min(b["y"] for b in boxes) - pad
+    y0 = min(b["y"] for b in boxes)
     x1 = max(b["x"] + b["width"] for b in boxes) + pad
     y1 = max(b["y"] + b["height"] for b in boxes) + pad
     page.screenshot(
