@@ -8,6 +8,7 @@ import filecmp
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from importlib import metadata
@@ -59,7 +60,23 @@ def demo(args: argparse.Namespace) -> int:
         cmd.append("--allow-root")  # containers often run as root; JupyterLab refuses otherwise
     cmd += args.jupyter_args
     print("starting:", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=dest)
+    return run_forwarding_sigterm(cmd, cwd=dest)
+
+
+def run_forwarding_sigterm(cmd: list[str], cwd: Path) -> int:
+    """Run `cmd` to its end and return its exit code. A SIGTERM to this process (a service
+    manager, `kill`) is passed on to the child, so JupyterLab shuts down instead of being left
+    running without its parent; Ctrl-C reaches both through the terminal's process group."""
+    proc = subprocess.Popen(cmd, cwd=cwd)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def info_lines() -> list[str]:

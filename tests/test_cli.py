@@ -74,9 +74,11 @@ def test_demo_serves_the_quickstart_notebook(tmp_path):
             pytest.fail(f"JupyterLab did not answer on port {port}: {last}")
         assert model["name"] == "quickstart.ipynb" and model["type"] == "notebook"
         assert (tmp_path / "nb" / "quickstart.ipynb").exists()
+        proc.terminate()  # SIGTERM to the CLI must stop JupyterLab too, not orphan it
+        proc.wait(timeout=30)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=5)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
+            proc.wait()
