@@ -18,6 +18,7 @@ from interp_widgets.demo.corpus import (
     IOI_TEMPLATES,
     LEXICON,
     NAMES,
+    TASK_MIX,
     TOPICS,
     article,
     corpus,
@@ -50,6 +51,27 @@ def test_corpus_is_deterministic_from_seed():
     assert corpus(40, seed=3) == corpus(40, seed=3)
     assert corpus(40, seed=3) != corpus(40, seed=4)
     assert corpus_with_labels(40, seed=3) == corpus_with_labels(40, seed=3)
+
+
+def test_task_mix_is_dense_in_indirect_object_and_article_sentences():
+    def count(docs, templates):
+        regexes = [template_regex(t) for t in templates]
+        return sum(len(r.findall(d)) for d in docs for r in regexes)
+
+    default, dense = corpus(300, seed=2), corpus(300, seed=2, mix=TASK_MIX)
+    for templates in (IOI_TEMPLATES, ARTICLE_TEMPLATES):
+        assert count(dense, templates) > 1.5 * count(default, templates) > 0
+    for template in HELDOUT_IOI_TEMPLATES + HELDOUT_ARTICLE_TEMPLATES:  # still held out
+        assert not any(template_regex(template).search(d) for d in dense), template
+    got = Counter(m.group(1) for d in dense for m in re.finditer(r"In the end, \w+ got (an?) ", d))
+    assert sum(got.values()) > 20 and abs(got["an"] / sum(got.values()) - 0.5) < 0.2
+
+
+@pytest.mark.parametrize("mix", [{}, {"topic": 1.0, "dialogue": 1.0}, {"topic": -1.0},
+                                 {"ioi": 0.0}, {"topic": 1.0, "article_an": 2.0}])
+def test_bad_mix_says_what_it_takes(mix):
+    with pytest.raises(ValueError, match="sentence kinds.*non-negative"):
+        corpus(2, mix=mix)
 
 
 def test_names_and_topics():

@@ -307,12 +307,23 @@ def fill(template: str, rng: random.Random, topic: str, **fixed: str) -> str:
     return template.format_map(_Slots(rng, LEXICON[topic], **fixed))
 
 
+#: sentence kind -> weight in the grammar (`corpus(n, mix=...)` takes another table); an optional
+#: "article_an" is the share of article sentences whose noun takes "an" (else nouns are uniform)
+DEFAULT_MIX: dict[str, float] = {"topic": 0.45, "ioi": 0.25, "article": 0.15, "repeat": 0.15}
+#: the training mix the demo model also sees: dense in indirect-object and article sentences,
+#: half of the latter with "an" (about a quarter of the lexicon's nouns take it)
+TASK_MIX: dict[str, float] = {"topic": 0.2, "ioi": 0.4, "article": 0.3, "repeat": 0.1,
+                              "article_an": 0.5}
+_KINDS = ("topic", "ioi", "article", "repeat")
+
+
 class _Document:
     """Builds one document sentence by sentence (see the module docstring for the grammar)."""
 
-    def __init__(self, rng: random.Random, topic: str):
-        self.rng, self.topic, self.lex = rng, topic, LEXICON[topic]
-        self.cast = _cast(rng, 8)
+    def __init__(self, rng: random.Random, topic: str, mix: dict[str, float] = DEFAULT_MIX):
+        self.rng, self.topic, self.lex, self.mix = rng, topic, LEXICON[topic], mix
+        # every IOI or article sentence takes two fresh names: a denser mix needs a larger cast
+        self.cast = _cast(rng, 8 if mix is DEFAULT_MIX else 20)
         self.fresh = list(self.cast[2:])  # names not used yet, for IOI / article sentences
         self.sentences: list[str] = []
 
@@ -334,7 +345,11 @@ class _Document:
     def article_sentence(self) -> str | None:
         if len(self.fresh) < 2:
             return None
-        thing = self.rng.choice(self.lex.things)
+        things = self.lex.things
+        if "article_an" in self.mix:
+            want = "an" if self.rng.random() < self.mix["article_an"] else "a"
+            things = [t for t in things if article(t) == want]
+        thing = self.rng.choice(things)
         names = {"N": self.fresh.pop(), "M": self.fresh.pop()}
         template = self.rng.choice(ARTICLE_TEMPLATES)
         return fill(template, self.rng, self.topic, thing=thing, art=article(thing), **names)
@@ -349,9 +364,11 @@ class _Document:
 
     def build(self) -> str:
         self.sentences.append(self.topic_sentence(first=True))
-        makers = (self.topic_sentence, self.ioi_sentence, self.article_sentence, self.repeat)
+        makers = {"topic": self.topic_sentence, "ioi": self.ioi_sentence,
+                  "article": self.article_sentence, "repeat": self.repeat}
+        weights = [self.mix.get(k, 0.0) for k in _KINDS]
         for _ in range(self.rng.randint(3, 8)):
-            make = self.rng.choices(makers, weights=(0.45, 0.25, 0.15, 0.15))[0]
+            make = self.rng.choices(list(makers.values()), weights=weights)[0]
             self.sentences.append(make() or self.topic_sentence())
         return " ".join(self.sentences)
 
@@ -367,18 +384,31 @@ def _cast(rng: random.Random, k: int) -> list[str]:
     return cast
 
 
-def corpus_with_labels(n: int, seed: int = 0) -> list[tuple[str, str]]:
+def _check_mix(mix: dict[str, float]) -> None:
+    weights = [mix.get(k, 0.0) for k in _KINDS]
+    if (set(mix) - {*_KINDS, "article_an"} or min(weights) < 0 or sum(weights) <= 0
+            or not 0 <= mix.get("article_an", 0.0) <= 1):
+        raise ValueError(f"mix must map sentence kinds {list(_KINDS)} to non-negative weights "
+                         f"with a positive sum (and optionally 'article_an' to a share in "
+                         f"[0, 1]), got {mix!r}")
+
+
+def corpus_with_labels(n: int, seed: int = 0, *, mix: dict[str, float] = DEFAULT_MIX
+                       ) -> list[tuple[str, str]]:
     """`n` (document, topic) pairs, deterministic from `seed`; topics cycle through `TOPICS`
-    in a shuffled order so that every topic is equally represented."""
+    in a shuffled order so that every topic is equally represented. `mix` weighs the sentence
+    kinds (`DEFAULT_MIX`; `TASK_MIX` is dense in indirect-object and article sentences)."""
+    _check_mix(mix)
     rng = random.Random(seed)
     out = []
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)] if n >= len(TOPICS) else rng.choice(TOPICS)
-        out.append((_Document(rng, topic).build(), topic))
+        out.append((_Document(rng, topic, mix).build(), topic))
     rng.shuffle(out)
     return out
 
 
-def corpus(n: int, seed: int = 0) -> list[str]:
-    """`n` documents of synthetic English-like text, deterministic from `seed`."""
-    return [text for text, _ in corpus_with_labels(n, seed)]
+def corpus(n: int, seed: int = 0, *, mix: dict[str, float] = DEFAULT_MIX) -> list[str]:
+    """`n` documents of synthetic English-like text, deterministic from `seed` (and `mix`, the
+    weights of the sentence kinds)."""
+    return [text for text, _ in corpus_with_labels(n, seed, mix=mix)]

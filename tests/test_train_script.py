@@ -1,0 +1,59 @@
+"""The demo-model training script's curriculum options (the training itself is too slow for CI:
+its figures are in interp_widgets/demo/model/training_log.json)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_demo_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def args_of(script, monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", ["train_demo_model.py", *argv])
+    return script.parse_args()
+
+
+def test_default_schedule_is_the_committed_models(script, monkeypatch):
+    args = args_of(script, monkeypatch)
+    kinds = [script.schedule(step, args)[0] for step in range(2400 + 16)]
+    assert kinds[:800] == ["induction_24"] * 800
+    assert kinds[1600:2400] == ["induction_96"] * 800
+    assert kinds[2400:2416] == ["text"] * 7 + ["long"] + ["text"] * 7 + ["long"]
+    assert script.schedule(0, args)[1] == pytest.approx(args.lr / 50)  # warm-up
+    last = 2400 + args.text_steps - 1
+    assert script.schedule(last, args)[1] == pytest.approx(args.min_lr)
+
+
+def test_induction_stages_and_text_lr(script, monkeypatch):
+    args = args_of(script, monkeypatch, "--induction-rows", "40,72", "--induction-steps",
+                   "4000,1400", "--text-lr", "1e-3", "--long-every", "16")
+    assert script.induction_stages(args) == [(40, 4000), (72, 1400)]
+    assert script.schedule(3999, args)[0] == "induction_40"
+    assert script.schedule(5399, args)[0] == "induction_72"
+    kind, lr = script.schedule(5400, args)
+    assert kind == "text" and lr == pytest.approx(1e-3)
+    assert script.schedule(5400 + 15, args)[0] == "long"
+
+
+@pytest.mark.parametrize("rows, steps", [("40,72", "4000"), ("40,x", "1,2"), ("0", "10")])
+def test_bad_stages_say_what_is_needed(script, monkeypatch, rows, steps):
+    args = args_of(script, monkeypatch, "--induction-rows", rows, "--induction-steps", steps)
+    with pytest.raises(SystemExit, match="as many positive integers"):
+        script.induction_stages(args)
+
+
+@pytest.mark.parametrize("flag, value", [("--long-every", "0"), ("--task-share", "1.5")])
+def test_bad_options_are_refused(script, monkeypatch, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        args_of(script, monkeypatch, flag, value)
+    assert "--long-every must be >= 1" in capsys.readouterr().err
