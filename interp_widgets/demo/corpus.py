@@ -13,6 +13,9 @@ Every document has one topic (`TOPICS`) and is generated from this grammar::
     article_sent := ARTICLE_TEMPLATES[k] e.g. "Everyone wanted the {thing}. In the end, {N} got
                                           {art} {thing}."
 
+The weights are `DEFAULT_MIX`; `corpus(n, mix=TASK_MIX)` draws documents dense in indirect-object
+and article sentences (with a larger cast, since each takes two fresh names).
+
 A topic's lexicon (`LEXICON[topic]`) has roles, things, places, adjectives and past-tense verbs;
 shared words (openers, adverbs, general adjectives, numbers) widen the vocabulary so that a
 byte-level BPE reaches a few thousand tokens. Each document draws a cast of names from `NAMES`
@@ -323,7 +326,7 @@ class _Document:
     def __init__(self, rng: random.Random, topic: str, mix: dict[str, float] = DEFAULT_MIX):
         self.rng, self.topic, self.lex, self.mix = rng, topic, LEXICON[topic], mix
         # every IOI or article sentence takes two fresh names: a denser mix needs a larger cast
-        self.cast = _cast(rng, 8 if mix is DEFAULT_MIX else 20)
+        self.cast = _cast(rng, 8 if mix == DEFAULT_MIX else 20)
         self.fresh = list(self.cast[2:])  # names not used yet, for IOI / article sentences
         self.sentences: list[str] = []
 
@@ -368,7 +371,7 @@ class _Document:
                   "article": self.article_sentence, "repeat": self.repeat}
         weights = [self.mix.get(k, 0.0) for k in _KINDS]
         for _ in range(self.rng.randint(3, 8)):
-            make = self.rng.choices(list(makers.values()), weights=weights)[0]
+            make = makers[self.rng.choices(_KINDS, weights=weights)[0]]
             self.sentences.append(make() or self.topic_sentence())
         return " ".join(self.sentences)
 
