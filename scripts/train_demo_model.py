@@ -8,8 +8,8 @@ Deterministic from `--seed` on a given machine (2 CPU threads). Trains on the sy
 1. induction: rows of one random span repeated to the end of the row, `[BOS, x, x, x, ..]`,
    the span drawn per row from 2 to half the row, in stages of growing row length
    (`--induction-rows`, `--induction-steps`). The model first learns to copy any token of its
-   context (a plateau); only later do a previous-token head and a head above it that matches on
-   it take over.
+   context (a plateau); only later does its loss on the repeats fall below what that copying
+   can reach.
 2. text: corpus documents (`--task-share` of them from `TASK_MIX`, dense in indirect-object and
    article sentences, half of the latter with "an") with a quarter of the rows repeated random
    spans: without them, induction was forgotten within 150 steps of text. Every `--long-every`th
@@ -122,6 +122,7 @@ def parse_args() -> argparse.Namespace:
     if args.long_every < 1 or not 0 <= args.task_share <= 1:
         p.error(f"--long-every must be >= 1 (got {args.long_every}) and --task-share in [0, 1] "
                 f"(got {args.task_share})")
+    args.stages = induction_stages(args)
     return args
 
 
@@ -235,7 +236,7 @@ def induction_stages(args) -> list[tuple[int, int]]:
 def schedule(step: int, args) -> tuple[str, float]:
     """(row kind, learning rate) of a step: constant lr for induction, then cosine decay."""
     end = 0
-    for length, steps in induction_stages(args):
+    for length, steps in args.stages:
         end += steps
         if step < end:
             return f"induction_{length}", args.lr * min(1.0, (step + 1) / 50)
@@ -306,7 +307,7 @@ def main() -> None:
         log = {
             "seed": args.seed,
             "hyperparameters": {k: str(v) if isinstance(v, Path) else v
-                                for k, v in vars(args).items() if k != "out"},
+                                for k, v in vars(args).items() if k not in ("out", "stages")},
             "vocab_size": len(tok),
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "text_tokens": len(batches.stream),
@@ -332,7 +333,7 @@ def train(model, batches: Batches, tok, args, t0: float) -> tuple[list[dict], li
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     curve, evals, window = [], [], {}
-    total = sum(steps for _, steps in induction_stages(args)) + args.text_steps
+    total = sum(steps for _, steps in args.stages) + args.text_steps
     for step in range(total):
         kind, lr = schedule(step, args)
         for group in opt.param_groups:

@@ -47,9 +47,8 @@ def test_induction_stages_and_text_lr(script, monkeypatch):
 
 @pytest.mark.parametrize("rows, steps", [("40,72", "4000"), ("40,x", "1,2"), ("0", "10")])
 def test_bad_stages_say_what_is_needed(script, monkeypatch, rows, steps):
-    args = args_of(script, monkeypatch, "--induction-rows", rows, "--induction-steps", steps)
     with pytest.raises(SystemExit, match="as many positive integers"):
-        script.induction_stages(args)
+        args_of(script, monkeypatch, "--induction-rows", rows, "--induction-steps", steps)
 
 
 @pytest.mark.parametrize("flag, value", [("--long-every", "0"), ("--task-share", "1.5")])

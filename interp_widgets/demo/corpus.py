@@ -317,7 +317,7 @@ DEFAULT_MIX: dict[str, float] = {"topic": 0.45, "ioi": 0.25, "article": 0.15, "r
 #: half of the latter with "an" (about a quarter of the lexicon's nouns take it)
 TASK_MIX: dict[str, float] = {"topic": 0.2, "ioi": 0.4, "article": 0.3, "repeat": 0.1,
                               "article_an": 0.5}
-_KINDS = ("topic", "ioi", "article", "repeat")
+_KINDS = tuple(DEFAULT_MIX)  # the sentence kinds, in the grammar's order
 
 
 class _Document:
