@@ -317,6 +317,16 @@ def per_token_loss(logits: torch.Tensor, tokens: torch.Tensor,
     return loss
 
 
+def cache_holds(past: Any, n_pos: int) -> bool:
+    """Whether `past`, a KV cache a bridge handed back, holds keys and values for `n_pos`
+    positions. Under transformers 5.24 the bridged GPT-2 returns a cache it never filled; a run
+    continued from it would silently skip the prefix, so callers then recompute instead."""
+    try:
+        return int(past.get_seq_length()) == n_pos
+    except Exception:  # noqa: BLE001 - no cache, or one without a length
+        return False
+
+
 def load_model(name_or_path: str | Path = "demo", *, device: str | torch.device | None = None,
                dtype: str | torch.dtype | None = None, fold_ln: bool = True) -> Model:
     """Load a model as a `Model`.

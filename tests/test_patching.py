@@ -250,3 +250,25 @@ def test_bad_component_positions_and_cells(model, patcher):
         patcher.logits([Cell("head_out", 0, 0)])
     with pytest.raises(ValueError, match="same on both|no 0..1 scale|both the clean"):
         activation_patching(model, CLEAN, CLEAN, logit_diff(ANSWER, WRONG))
+
+
+def test_a_cache_the_bridge_never_filled_means_full_runs(model, patcher, monkeypatch):
+    """Under transformers 5.24 the bridge hands back an empty KV cache; patching must then run
+    every position rather than continue from a prefix it does not have."""
+    from transformers import DynamicCache
+
+    from interp_widgets.analysis import patching as patching_module
+    from interp_widgets.model import cache_holds
+
+    past = DynamicCache()
+    keys = torch.zeros(1, 2, 5, 4)  # [batch, heads, pos, d_head]
+    past.update(keys, keys, 0)
+    assert cache_holds(past, 5) and not cache_holds(past, 6)
+    assert not cache_holds(DynamicCache(), 5) and not cache_holds(None, 3)
+
+    cached = patcher.sweep("resid_pre", normalize=False)
+    monkeypatch.setattr(patching_module, "cache_holds", lambda past, n_pos: False)
+    fresh = Patcher(model, CLEAN, CORRUPT, logit_diff(ANSWER, WRONG))
+    full = fresh.sweep("resid_pre", normalize=False)
+    assert fresh._past is False
+    torch.testing.assert_close(full.values, cached.values, atol=1e-4, rtol=1e-4)

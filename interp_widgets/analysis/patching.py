@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..model import Inputs, Model
+from ..model import Inputs, Model, cache_holds
 from .metrics import Metric, as_metric, metric_name
 
 #: component -> (hook suffix under ``blocks.{layer}.``, activation kind)
@@ -333,7 +333,8 @@ class Patcher:
                                                       return_type="logits_and_cache")
             except Exception:  # noqa: BLE001 - any bridge that cannot hand out its cache
                 self._past = False
-            if not all(hasattr(self._past, a) for a in ("crop", "batch_select_indices")):
+            if not (all(hasattr(self._past, a) for a in ("crop", "batch_select_indices"))
+                    and cache_holds(self._past, self.n_pos)):
                 self._past = False
         return start if self._past else 0
 
