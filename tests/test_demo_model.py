@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 import interp_widgets as iw
 from interp_widgets.demo import MODEL_DIR, tasks
 from interp_widgets.demo.corpus import (
+    ARTICLE_GOT,
     ARTICLE_TEMPLATES,
     HELDOUT_ARTICLE_TEMPLATES,
     HELDOUT_IOI_TEMPLATES,
@@ -63,7 +64,8 @@ def test_task_mix_is_dense_in_indirect_object_and_article_sentences():
         assert count(dense, templates) > 1.5 * count(default, templates) > 0
     for template in HELDOUT_IOI_TEMPLATES + HELDOUT_ARTICLE_TEMPLATES:  # still held out
         assert not any(template_regex(template).search(d) for d in dense), template
-    got = Counter(m.group(1) for d in dense for m in re.finditer(r"In the end, \w+ got (an?) ", d))
+    got_it = "|".join(["got", *ARTICLE_GOT])  # "In the end, N got an X." and the built frames
+    got = Counter(m.group(1) for d in dense for m in re.finditer(rf"\b(?:{got_it}) (an?) \w+\.", d))
     assert sum(got.values()) > 20 and abs(got["an"] / sum(got.values()) - 0.5) < 0.2
 
 
@@ -109,6 +111,20 @@ def test_ioi_sentences_end_with_the_indirect_object(docs):
         assert {s, io} == {a, b} and s != io
 
 
+def test_documents_open_with_task_sentences_but_never_with_a_name(docs):
+    """The held-out prompts are a sentence at the start of the context: so are some documents'
+    openings (a model with learned positions never trained there fails them)."""
+    def opens_with(doc: str, templates) -> bool:
+        first_stop = doc.index(".")
+        return any((m := template_regex(t).search(doc)) and m.start() < first_stop
+                   for t in templates)
+
+    assert not any(d.split()[0].strip(",") in NAMES for d in docs)
+    n_ioi = sum(opens_with(d, IOI_TEMPLATES) for d in docs)
+    n_article = sum(opens_with(d, ARTICLE_TEMPLATES) for d in docs)
+    assert n_ioi > 0.1 * len(docs) and n_article > 0.05 * len(docs), (n_ioi, n_article)
+
+
 def test_articles_agree_with_their_noun(docs):
     pairs = [(m.group(1).lower(), m.group(2)) for d in docs
              for m in re.finditer(r"\b(an?|An?) (\w+)", d)]
@@ -118,6 +134,16 @@ def test_articles_agree_with_their_noun(docs):
     repeated = [d for d in docs if re.search(r"\bthe (\w+)\b[^.]*\.?[^.]*\ban? \1\b", d)]
     assert len(repeated) > 0.2 * len(docs)
     assert any(re.search(r"\ban (\w+)\b", d) for d in repeated)
+
+
+def test_topic_sentences_name_earlier_things_with_their_article(docs):
+    """Outside the article templates too, "a(n) X" often names a thing the document named before
+    (the topic template "... the {thing} with {a_thing2}.")."""
+    found = [(m.group(1), m.group(2), d[: m.start()]) for d in docs
+             for m in re.finditer(r"\bwith (an?) (\w+)\.", d)]
+    recalled = [(art, thing) for art, thing, before in found if f" {thing}" in before]
+    assert len(found) > 100 and 0.4 < len(recalled) / len(found) < 0.9
+    assert all(art == article(thing) for art, thing in recalled)
 
 
 def test_documents_repeat_spans(docs):

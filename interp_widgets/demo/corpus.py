@@ -2,16 +2,21 @@
 
 Every document has one topic (`TOPICS`) and is generated from this grammar::
 
-    document   := topic_sent  sentence{3..8}
+    document   := opening  sentence{3..8}
+    opening    := a topic, ioi or article sentence, drawn with the weights below
     sentence   := topic_sent  (weight 0.45)
                 | ioi_sent    (weight 0.25)  two new names, one repeated: the other ends it
                 | article_sent(weight 0.15)  "the X" first, later "a X" / "an X"
                 | repeat      (weight 0.15)  an earlier sentence, or the last 2-3, verbatim
-    topic_sent := [OPENER ","] TOPIC_TEMPLATE   slots filled from the topic's lexicon
+    topic_sent := [OPENER ","] TOPIC_TEMPLATE   slots filled from the topic's lexicon; half of
+                                          its "a(n) {thing}" slots name the document's last
+                                          thing again
     ioi_sent   := IOI_TEMPLATES[k]       e.g. "When {A} and {B} went to the {place}, {S} gave
                                           the {thing} to {IO}."  with {A, B} = {IO, S}
     article_sent := ARTICLE_TEMPLATES[k] e.g. "Everyone wanted the {thing}. In the end, {N} got
                                           {art} {thing}."
+                  | "{N} SEEN the {thing}THEN {N or M} GOT {art} {thing}."   (half: parts in
+                                          ARTICLE_SEEN, ARTICLE_THEN, ARTICLE_GOT)
 
 The weights are `DEFAULT_MIX`; `corpus(n, mix=TASK_MIX)` draws documents dense in indirect-object
 and article sentences (with a larger cast, since each takes two fresh names).
@@ -20,8 +25,12 @@ A topic's lexicon (`LEXICON[topic]`) has roles, things, places, adjectives and p
 shared words (openers, adverbs, general adjectives, numbers) widen the vocabulary so that a
 byte-level BPE reaches a few thousand tokens. Each document draws a cast of names from `NAMES`
 (64 names, each a single token after a space); IOI and article sentences take names the document
-has not used yet, and a cast never holds both names of a pair in `HELDOUT_PAIRS`. Sentences never
-start a document with a name, so names in IOI sentences always follow a space.
+has not used yet, and a cast never holds both names of a pair in `HELDOUT_PAIRS`. A document that
+would open with a name gets an opener first ("On Monday, ..."), so names always follow a space.
+Documents open with every kind of sentence but a repeat: a model with learned positions then
+sees indirect-object and article sentences at the start of its context too, where the held-out
+prompts put them (opening with topic sentences only, a model that solved IOI after a first
+sentence preferred the subject when the IOI sentence came first).
 
 Held out from the corpus, for evaluation (see `tasks.py`): the templates `HELDOUT_IOI_TEMPLATES`
 and `HELDOUT_ARTICLE_TEMPLATES` (their openers and slots appear in training, the sentence frames
@@ -232,7 +241,25 @@ ARTICLE_TEMPLATES = (
     "{N} pointed at the {thing} and asked for {art} {thing}.",
     "The {role} needed the {thing}. After a while, {N} brought {art} {thing} to the {role}.",
     "{N} wanted the {thing} so much that {M} drew {art} {thing} on the wall.",
+    "{N} read about the {thing} in a book, and soon {N} owned {art} {thing}.",
+    "The {role} described the {thing} to {N}, and {N} painted {art} {thing}.",
+    "After the {role} sold the {thing}, {N} ordered {art} {thing} as well.",
+    "{N} and {M} argued about the {thing} until {M} fetched {art} {thing}.",
+    "Nobody in the {place} had the {thing}, but {N} carried {art} {thing} home.",
+    "The {thing} was gone, so {N} chose {art} {thing} instead.",
+    "{N} kept the {thing} in the {place} and promised {M} {art} {thing}.",
+    "When the {role} mentioned the {thing}, {N} wished for {art} {thing} too.",
 )
+#: parts of the article sentences built besides `ARTICLE_TEMPLATES` (half of them):
+#: "{N} <SEEN> the {thing}<THEN> {M} <GOT> {art} {thing}." -- hundreds of frames, so that a model
+#: learns the rule (the article of the thing named before), not the frames
+ARTICLE_SEEN = ("looked at", "talked about", "heard about", "dreamed of", "read about", "liked",
+                "admired", "described", "remembered", "forgot about")
+ARTICLE_THEN = (", so", ", and then", ". Later,", ". The next day,", ", and in the end",
+                ". After that,", ", but soon", ". That evening,")
+ARTICLE_GOT = ("bought", "made", "ordered", "chose", "carried", "painted", "drew", "brought",
+               "took", "picked", "borrowed", "won", "built", "sent", "kept", "received",
+               "wanted to make", "hoped to borrow", "tried to draw", "went to order")
 HELDOUT_ARTICLE_TEMPLATES = (
     "All week {N} could not stop thinking about the {thing}, so the next morning {N} went out "
     "and found",
@@ -318,6 +345,10 @@ DEFAULT_MIX: dict[str, float] = {"topic": 0.45, "ioi": 0.25, "article": 0.15, "r
 TASK_MIX: dict[str, float] = {"topic": 0.2, "ioi": 0.4, "article": 0.3, "repeat": 0.1,
                               "article_an": 0.5}
 _KINDS = tuple(DEFAULT_MIX)  # the sentence kinds, in the grammar's order
+#: chance that a topic sentence's "a(n) {thing}" names the document's last-named thing again, so
+#: that an article is predictable from earlier context in every kind of sentence, not only in
+#: the article templates (a model then learns that rule, not the templates' frames)
+RECALL_P = 0.5
 
 
 class _Document:
@@ -329,23 +360,44 @@ class _Document:
         self.cast = _cast(rng, 8 if mix == DEFAULT_MIX else 20)
         self.fresh = list(self.cast[2:])  # names not used yet, for IOI / article sentences
         self.sentences: list[str] = []
+        self.things: list[str] = []  # the things named so far, in order
+
+    def _fill(self, template: str, **fixed: str) -> str:
+        """`template` filled from the topic's lexicon (see `fill`), noting the things it names."""
+        slots = _Slots(self.rng, self.lex, **fixed)
+        sentence = template.format_map(slots)
+        self.things += [v for k, v in slots.items() if re.fullmatch(r"thing\d*", k)]
+        return sentence
 
     def topic_sentence(self, first: bool = False) -> str:
         rng = self.rng
         template = rng.choice(TOPIC_TEMPLATES)
-        body = fill(template, rng, self.topic, name=self.cast[int(rng.random() < 0.3)])
+        fixed = {"name": self.cast[int(rng.random() < 0.3)]}
+        for slot in re.findall(r"\{a_(thing\d*)\}", template):
+            if self.things and rng.random() < RECALL_P:
+                fixed[slot] = self.things[-1]
+        body = self._fill(template, **fixed)
         if rng.random() < 0.4 or (first and template.startswith("{name}")):
             return f"{rng.choice(OPENERS)}, {body}"
         return _cap(body)
 
-    def ioi_sentence(self) -> str | None:
+    def _opened(self, template: str, sentence: str, first: bool) -> str:
+        """`sentence` (filled from `template`), behind an opener if it would open the document
+        with a name."""
+        if first and template.startswith("{"):
+            return f"{self.rng.choice(OPENERS)}, {sentence}"
+        return sentence
+
+    def ioi_sentence(self, first: bool = False) -> str | None:
         if len(self.fresh) < 2:
             return None
         io, s = self.fresh.pop(), self.fresh.pop()
         a, b = (io, s) if self.rng.random() < 0.5 else (s, io)
-        return fill(self.rng.choice(IOI_TEMPLATES), self.rng, self.topic, A=a, B=b, S=s, IO=io)
+        template = self.rng.choice(IOI_TEMPLATES)
+        sentence = self._fill(template, A=a, B=b, S=s, IO=io)
+        return self._opened(template, sentence, first)
 
-    def article_sentence(self) -> str | None:
+    def article_sentence(self, first: bool = False) -> str | None:
         if len(self.fresh) < 2:
             return None
         things = self.lex.things
@@ -354,8 +406,14 @@ class _Document:
             things = [t for t in things if article(t) == want]
         thing = self.rng.choice(things)
         names = {"N": self.fresh.pop(), "M": self.fresh.pop()}
-        template = self.rng.choice(ARTICLE_TEMPLATES)
-        return fill(template, self.rng, self.topic, thing=thing, art=article(thing), **names)
+        if self.rng.random() < 0.5:
+            template = self.rng.choice(ARTICLE_TEMPLATES)
+        else:
+            rng = self.rng
+            template = (f"{{N}} {rng.choice(ARTICLE_SEEN)} the {{thing}}{rng.choice(ARTICLE_THEN)} "
+                        f"{{{rng.choice('NM')}}} {rng.choice(ARTICLE_GOT)} {{art}} {{thing}}.")
+        sentence = self._fill(template, thing=thing, art=article(thing), **names)
+        return self._opened(template, sentence, first)
 
     def repeat(self) -> str | None:
         if len(self.sentences) < 2:
@@ -366,9 +424,12 @@ class _Document:
         return " ".join(self.sentences[-k:])
 
     def build(self) -> str:
-        self.sentences.append(self.topic_sentence(first=True))
         makers = {"topic": self.topic_sentence, "ioi": self.ioi_sentence,
                   "article": self.article_sentence, "repeat": self.repeat}
+        openings = [k for k in _KINDS if k != "repeat"]
+        weights = [self.mix.get(k, 0.0) for k in openings]
+        opening = self.rng.choices(openings, weights)[0] if sum(weights) > 0 else "topic"
+        self.sentences.append(makers[opening](first=True))
         weights = [self.mix.get(k, 0.0) for k in _KINDS]
         for _ in range(self.rng.randint(3, 8)):
             make = makers[self.rng.choices(_KINDS, weights=weights)[0]]
