@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
 
@@ -51,8 +52,31 @@ def test_bad_stages_say_what_is_needed(script, monkeypatch, rows, steps):
         args_of(script, monkeypatch, "--induction-rows", rows, "--induction-steps", steps)
 
 
-@pytest.mark.parametrize("flag, value", [("--long-every", "0"), ("--task-share", "1.5")])
+@pytest.mark.parametrize("flag, value", [("--long-every", "0"), ("--task-share", "1.5"),
+                                         ("--induction-text-rows", "-1")])
 def test_bad_options_are_refused(script, monkeypatch, capsys, flag, value):
     with pytest.raises(SystemExit):
         args_of(script, monkeypatch, flag, value)
     assert "--long-every must be >= 1" in capsys.readouterr().err
+
+
+def test_text_rows_are_learned_alongside_induction_rows(script, monkeypatch):
+    """Two induction steps with text rows, then two text steps, on a one-layer model."""
+    from transformers import AutoTokenizer
+
+    from interp_widgets.demo import MODEL_DIR
+    from interp_widgets.demo.corpus import corpus
+
+    args = args_of(script, monkeypatch, "--induction-rows", "12", "--induction-steps", "2",
+                   "--induction-batch", "2", "--induction-text-rows", "3", "--text-steps", "2",
+                   "--batch", "4", "--row-len", "16", "--layers", "1", "--d-model", "32",
+                   "--heads", "2", "--long-every", "100", "--eval-every", "100")
+    tok = AutoTokenizer.from_pretrained(MODEL_DIR)
+    model = script.build_model(args, len(tok))
+    before = model.transformer.wte.weight.detach().clone()
+    batches = script.Batches(corpus(20, seed=0), tok, seed=0)
+    monkeypatch.setattr(script, "CURVE_EVERY", 1)
+    curve, evals = script.train(model, batches, tok, args, t0=0.0)
+    assert [sorted(k for k in p if k.startswith("loss_")) for p in curve] == (
+        [["loss_induction_12", "loss_text"]] * 2 + [["loss_repeat", "loss_text"]] * 2)
+    assert evals == [] and not torch.equal(before, model.transformer.wte.weight)
