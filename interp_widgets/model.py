@@ -278,6 +278,15 @@ class Model:
 
     # ---- running ------------------------------------------------------------------------------
 
+    def forward_with_cache(self, tokens: torch.Tensor, past: Any = None
+                           ) -> tuple[torch.Tensor, Any]:
+        """The bridge's logits [batch, pos, vocab] for `tokens` [batch, pos] after the positions
+        held in `past`, and the KV cache that then holds them all: None when the bridge did not
+        fill it (see `cache_holds`), so that a caller recomputes instead of losing the prefix."""
+        n_pos = tokens.shape[1] + (0 if past is None else int(past.get_seq_length()))
+        logits, cache = self.bridge(tokens, return_type="logits_and_cache", past_key_values=past)
+        return logits, cache if cache_holds(cache, n_pos) else None
+
     def run(self, inputs: Inputs, *, names: str | Sequence[str] | None = None,
             prepend_bos: bool = True, saes: Sequence[Any] | None = None) -> Run:
         """Run the model and return a `Run` with tokens, logits, per-token loss and a cache of

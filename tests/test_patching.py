@@ -257,7 +257,7 @@ def test_a_cache_the_bridge_never_filled_means_full_runs(model, patcher, monkeyp
     every position rather than continue from a prefix it does not have."""
     from transformers import DynamicCache
 
-    from interp_widgets.analysis import patching as patching_module
+    from interp_widgets import model as model_module
     from interp_widgets.model import cache_holds
 
     past = DynamicCache()
@@ -267,7 +267,7 @@ def test_a_cache_the_bridge_never_filled_means_full_runs(model, patcher, monkeyp
     assert not cache_holds(DynamicCache(), 5) and not cache_holds(None, 3)
 
     cached = patcher.sweep("resid_pre", normalize=False)
-    monkeypatch.setattr(patching_module, "cache_holds", lambda past, n_pos: False)
+    monkeypatch.setattr(model_module, "cache_holds", lambda past, n_pos: False)
     fresh = Patcher(model, CLEAN, CORRUPT, logit_diff(ANSWER, WRONG))
     full = fresh.sweep("resid_pre", normalize=False)
     assert fresh._past is False

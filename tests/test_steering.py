@@ -160,11 +160,11 @@ def test_perturbation_flow(model):
 def test_generation_recomputes_when_the_cache_is_not_filled(model, actadd, monkeypatch):
     """A bridge that returns an unfilled KV cache (transformers 5.24) gets the recomputed
     path: the same tokens and logits as with a working cache."""
-    from interp_widgets.analysis import steering as steering_module
+    from interp_widgets import model as model_module
 
     steer = [(actadd, 1, 3.0)]
     cached = generate(model, PROMPT, steer=steer, max_new_tokens=6, seed=3)
-    monkeypatch.setattr(steering_module, "cache_holds", lambda past, n_pos: False)
+    monkeypatch.setattr(model_module, "cache_holds", lambda past, n_pos: False)
     fallback = generate(model, PROMPT, steer=steer, max_new_tokens=6, seed=3)
     assert fallback.tokens.tolist() == cached.tokens.tolist()
     assert torch.allclose(fallback.logits, cached.logits, atol=1e-4)

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..model import Inputs, Model, cache_holds
+from ..model import Inputs, Model
 from .metrics import Metric, as_metric, metric_name
 
 #: component -> (hook suffix under ``blocks.{layer}.``, activation kind)
@@ -329,12 +329,10 @@ class Patcher:
         if start > 0 and self._past is None:
             try:
                 with torch.no_grad():
-                    _, self._past = self.model.bridge(self.corrupt_tokens,
-                                                      return_type="logits_and_cache")
+                    _, self._past = self.model.forward_with_cache(self.corrupt_tokens)
             except Exception:  # noqa: BLE001 - any bridge that cannot hand out its cache
                 self._past = False
-            if not (all(hasattr(self._past, a) for a in ("crop", "batch_select_indices"))
-                    and cache_holds(self._past, self.n_pos)):
+            if not all(hasattr(self._past, a) for a in ("crop", "batch_select_indices")):
                 self._past = False
         return start if self._past else 0
 

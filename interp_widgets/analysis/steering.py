@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..model import Model, cache_holds
+from ..model import Model
 from ._checks import check_layer
 from .metrics import kl_div
 
@@ -288,10 +288,8 @@ def generate(model: Model, prompt: str | torch.Tensor, *, steer: Steer | None = 
             if use_cache:
                 feed = tokens if past is None else tokens[:, -1:]
                 offset[0] = tokens.shape[1] - feed.shape[1]
-                logits, past = bridge(feed, return_type="logits_and_cache",
-                                      past_key_values=past)
-                if not cache_holds(past, tokens.shape[1]):  # unfilled: recompute from now on
-                    use_cache, past = False, None
+                logits, past = model.forward_with_cache(feed, past)
+                use_cache = past is not None  # an unfilled cache: recompute from now on
             else:
                 offset[0] = 0
                 logits = bridge(tokens)
