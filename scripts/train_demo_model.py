@@ -135,6 +135,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--first-text-steps", type=int, default=0,
+                   help="steps of text rows alone before the induction stages")
     p.add_argument("--induction-rows", default="24,48,96",
                    help="row length of each induction stage, comma-separated")
     p.add_argument("--induction-steps", default="800,800,800",
@@ -159,10 +161,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--docs", type=int, default=45000, help="training documents")
     p.add_argument("--eval-every", type=int, default=400)
     args = p.parse_args()
-    if args.long_every < 1 or not 0 <= args.task_share <= 1 or args.induction_text_rows < 0:
+    if (args.long_every < 1 or not 0 <= args.task_share <= 1 or args.induction_text_rows < 0
+            or args.first_text_steps < 0):
         p.error(f"--long-every must be >= 1 (got {args.long_every}), --task-share in [0, 1] "
-                f"(got {args.task_share}) and --induction-text-rows >= 0 "
-                f"(got {args.induction_text_rows})")
+                f"(got {args.task_share}), --induction-text-rows and --first-text-steps >= 0 "
+                f"(got {args.induction_text_rows} and {args.first_text_steps})")
     args.stages = induction_stages(args)
     return args
 
@@ -276,8 +279,11 @@ def induction_stages(args) -> list[tuple[int, int]]:
 
 
 def schedule(step: int, args) -> tuple[str, float]:
-    """(row kind, learning rate) of a step: constant lr for induction, then cosine decay."""
-    end = 0
+    """(row kind, learning rate) of a step: constant lr for the first text steps and the
+    induction stages, then cosine decay."""
+    if step < args.first_text_steps:
+        return "first_text", args.lr * min(1.0, (step + 1) / 50)
+    end = args.first_text_steps
     for length, steps in args.stages:
         end += steps
         if step < end:
@@ -375,7 +381,7 @@ def train(model, batches: Batches, tok, args, t0: float) -> tuple[list[dict], li
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     curve, evals, window = [], [], {}
-    total = sum(steps for _, steps in args.stages) + args.text_steps
+    total = args.first_text_steps + sum(steps for _, steps in args.stages) + args.text_steps
     for step in range(total):
         kind, lr = schedule(step, args)
         for group in opt.param_groups:
@@ -384,6 +390,8 @@ def train(model, batches: Batches, tok, args, t0: float) -> tuple[list[dict], li
             rows = batches.cycles(args.induction_batch or args.batch, int(kind.split("_")[1]))
         elif kind == "long":
             rows = batches.long()
+        elif kind == "first_text":
+            rows = batches.text(args.batch, args.row_len)
         else:
             rows = batches.mixed(args.batch, args.row_len, args.batch // 4)
         losses = token_losses(model, rows)  # [batch, pos - 1]

@@ -35,6 +35,15 @@ def test_default_schedule_is_the_committed_models(script, monkeypatch):
     assert script.schedule(last, args)[1] == pytest.approx(args.min_lr)
 
 
+def test_first_text_steps_come_before_the_induction_stages(script, monkeypatch):
+    args = args_of(script, monkeypatch, "--first-text-steps", "100", "--induction-rows", "40",
+                   "--induction-steps", "10", "--text-steps", "5")
+    kinds = [script.schedule(step, args)[0] for step in range(115)]
+    assert kinds == ["first_text"] * 100 + ["induction_40"] * 10 + ["text"] * 5
+    assert script.schedule(0, args)[1] == pytest.approx(args.lr / 50)  # warm-up, once
+    assert script.schedule(100, args)[1] == pytest.approx(args.lr)
+
+
 def test_induction_stages_and_text_lr(script, monkeypatch):
     args = args_of(script, monkeypatch, "--induction-rows", "40,72", "--induction-steps",
                    "4000,1400", "--text-lr", "1e-3", "--long-every", "16")
@@ -53,7 +62,8 @@ def test_bad_stages_say_what_is_needed(script, monkeypatch, rows, steps):
 
 
 @pytest.mark.parametrize("flag, value", [("--long-every", "0"), ("--task-share", "1.5"),
-                                         ("--induction-text-rows", "-1")])
+                                         ("--induction-text-rows", "-1"),
+                                         ("--first-text-steps", "-5")])
 def test_bad_options_are_refused(script, monkeypatch, capsys, flag, value):
     with pytest.raises(SystemExit):
         args_of(script, monkeypatch, flag, value)
@@ -61,14 +71,16 @@ def test_bad_options_are_refused(script, monkeypatch, capsys, flag, value):
 
 
 def test_text_rows_are_learned_alongside_induction_rows(script, monkeypatch):
-    """Two induction steps with text rows, then two text steps, on a one-layer model."""
+    """A first text step, two induction steps with text rows, then two text steps, on a
+    one-layer model."""
     from transformers import AutoTokenizer
 
     from interp_widgets.demo import MODEL_DIR
     from interp_widgets.demo.corpus import corpus
 
-    args = args_of(script, monkeypatch, "--induction-rows", "12", "--induction-steps", "2",
-                   "--induction-batch", "2", "--induction-text-rows", "3", "--text-steps", "2",
+    args = args_of(script, monkeypatch, "--first-text-steps", "1", "--induction-rows", "12",
+                   "--induction-steps", "2", "--induction-batch", "2",
+                   "--induction-text-rows", "3", "--text-steps", "2",
                    "--batch", "4", "--row-len", "16", "--layers", "1", "--d-model", "32",
                    "--heads", "2", "--long-every", "100", "--eval-every", "100")
     tok = AutoTokenizer.from_pretrained(MODEL_DIR)
@@ -78,5 +90,6 @@ def test_text_rows_are_learned_alongside_induction_rows(script, monkeypatch):
     monkeypatch.setattr(script, "CURVE_EVERY", 1)
     curve, evals = script.train(model, batches, tok, args, t0=0.0)
     assert [sorted(k for k in p if k.startswith("loss_")) for p in curve] == (
-        [["loss_induction_12", "loss_text"]] * 2 + [["loss_repeat", "loss_text"]] * 2)
+        [["loss_first_text"]] + [["loss_induction_12", "loss_text"]] * 2
+        + [["loss_repeat", "loss_text"]] * 2)
     assert evals == [] and not torch.equal(before, model.transformer.wte.weight)

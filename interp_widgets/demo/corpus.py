@@ -9,8 +9,8 @@ Every document has one topic (`TOPICS`) and is generated from this grammar::
                 | article_sent(weight 0.15)  "the X" first, later "a X" / "an X"
                 | repeat      (weight 0.15)  an earlier sentence, or the last 2-3, verbatim
     topic_sent := [OPENER ","] TOPIC_TEMPLATE   slots filled from the topic's lexicon; half of
-                                          its "a(n) {thing}" slots name the document's last
-                                          thing again
+                                          its "a(n) [adj] {thing}" slots name the document's
+                                          last thing again, as "a(n) {thing}"
     ioi_sent   := IOI_TEMPLATES[k]       e.g. "When {A} and {B} went to the {place}, {S} gave
                                           the {thing} to {IO}."  with {A, B} = {IO, S}
     article_sent := ARTICLE_TEMPLATES[k] e.g. "Everyone wanted the {thing}. In the end, {N} got
@@ -214,6 +214,21 @@ TOPIC_TEMPLATES = (
     "{name} asked the {role} about {a_adj_thing}.",
     "it was {a_adj_thing}, so the {role} {verb} it {adv}.",
     "according to {name}, the {role} {verb} the {thing} at {hour} o'clock.",
+    # everyday words of the held-out frames (never the frames): a model cannot be asked to
+    # generalise over words it has never seen
+    "the {role} was sitting in the {place} all day.",
+    "{name} reached the {place} before the {role}.",
+    "the {role} left the {thing} in the {place}.",
+    "{name} walked into the {place} {adv}.",
+    "this was the {place} where the {role} {verb} {a_thing}.",
+    "the {role} could not find the {thing} anywhere.",
+    "nobody could stop the {role} from talking about the {thing}.",
+    "{name} was thinking about the {adj} {thing}.",
+    "the {role} went out to the {place} with {a_thing}.",
+    "the {role} was staring at the {adj} {place}.",
+    "{name} wanted to buy the {thing} at last.",
+    "the {role} {verb} the {thing} twice.",
+    "{name} tried to get {a_adj_thing} from the {place}.",
 )
 IOI_TEMPLATES = (
     "When {A} and {B} went to the {place}, {S} gave the {thing} to {IO}.",
@@ -251,15 +266,18 @@ ARTICLE_TEMPLATES = (
     "When the {role} mentioned the {thing}, {N} wished for {art} {thing} too.",
 )
 #: parts of the article sentences built besides `ARTICLE_TEMPLATES` (half of them):
-#: "{N} <SEEN> the {thing}<THEN> {M} <GOT> {art} {thing}." -- hundreds of frames, so that a model
-#: learns the rule (the article of the thing named before), not the frames
+#: "{N} <SEEN> the {thing}<THEN> {M} <GOT> {art} {thing}." -- thousands of frames (some give the
+#: thing to a role: "gave the {role} an apple"), so that a model learns the rule (the article of
+#: the thing named before), not the frames
 ARTICLE_SEEN = ("looked at", "talked about", "heard about", "dreamed of", "read about", "liked",
                 "admired", "described", "remembered", "forgot about")
 ARTICLE_THEN = (", so", ", and then", ". Later,", ". The next day,", ", and in the end",
                 ". After that,", ", but soon", ". That evening,")
 ARTICLE_GOT = ("bought", "made", "ordered", "chose", "carried", "painted", "drew", "brought",
                "took", "picked", "borrowed", "won", "built", "sent", "kept", "received",
-               "wanted to make", "hoped to borrow", "tried to draw", "went to order")
+               "wanted to make", "hoped to borrow", "tried to draw", "went to order",
+               "gave the {role}", "sent the {role}", "showed the {role}", "offered the {role}",
+               "lent the {role}", "sold the {role}", "agreed to bring", "needed to find")
 HELDOUT_ARTICLE_TEMPLATES = (
     "All week {N} could not stop thinking about the {thing}, so the next morning {N} went out "
     "and found",
@@ -345,7 +363,8 @@ DEFAULT_MIX: dict[str, float] = {"topic": 0.45, "ioi": 0.25, "article": 0.15, "r
 TASK_MIX: dict[str, float] = {"topic": 0.2, "ioi": 0.4, "article": 0.3, "repeat": 0.1,
                               "article_an": 0.5}
 _KINDS = tuple(DEFAULT_MIX)  # the sentence kinds, in the grammar's order
-#: chance that a topic sentence's "a(n) {thing}" names the document's last-named thing again, so
+#: chance that a topic sentence's "a(n) {thing}" or "a(n) {adj} {thing}" names the document's
+#: last-named thing again (as "a(n) {thing}", without the adjective), so
 #: that an article is predictable from earlier context in every kind of sentence, not only in
 #: the article templates (a model then learns that rule, not the templates' frames)
 RECALL_P = 0.5
@@ -373,9 +392,10 @@ class _Document:
         rng = self.rng
         template = rng.choice(TOPIC_TEMPLATES)
         fixed = {"name": self.cast[int(rng.random() < 0.3)]}
-        for slot in re.findall(r"\{a_(thing\d*)\}", template):
-            if self.things and rng.random() < RECALL_P:
-                fixed[slot] = self.things[-1]
+        for adj, slot in re.findall(r"\{a_(adj_)?(thing\d*)\}", template):
+            if self.things and rng.random() < RECALL_P:  # "an apple" again, without adjective
+                thing = fixed[slot] = self.things[-1]
+                fixed[f"a_{adj}{slot}"] = f"{article(thing)} {thing}"
         body = self._fill(template, **fixed)
         if rng.random() < 0.4 or (first and template.startswith("{name}")):
             return f"{rng.choice(OPENERS)}, {body}"
