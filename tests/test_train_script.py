@@ -26,13 +26,16 @@ def args_of(script, monkeypatch, *argv):
 
 def test_default_schedule_is_the_committed_models(script, monkeypatch):
     args = args_of(script, monkeypatch)
-    kinds = [script.schedule(step, args)[0] for step in range(2400 + 16)]
-    assert kinds[:800] == ["induction_24"] * 800
-    assert kinds[1600:2400] == ["induction_96"] * 800
-    assert kinds[2400:2416] == ["text"] * 7 + ["long"] + ["text"] * 7 + ["long"]
+    kinds = [script.schedule(step, args)[0] for step in range(3700 + 20)]
+    assert kinds[:2000] == ["first_text"] * 2000
+    assert kinds[2000:3200] == ["induction_40"] * 1200
+    assert kinds[3200:3700] == ["induction_72"] * 500
+    assert kinds[3700:3720] == (["text"] * 9 + ["long"]) * 2
     assert script.schedule(0, args)[1] == pytest.approx(args.lr / 50)  # warm-up
-    last = 2400 + args.text_steps - 1
+    last = 3700 + args.text_steps - 1
     assert script.schedule(last, args)[1] == pytest.approx(args.min_lr)
+    assert (args.batch, args.row_len, args.induction_batch, args.induction_text_rows) == (
+        32, 64, 16, 8)
 
 
 def test_first_text_steps_come_before_the_induction_stages(script, monkeypatch):
@@ -45,8 +48,8 @@ def test_first_text_steps_come_before_the_induction_stages(script, monkeypatch):
 
 
 def test_induction_stages_and_text_lr(script, monkeypatch):
-    args = args_of(script, monkeypatch, "--induction-rows", "40,72", "--induction-steps",
-                   "4000,1400", "--text-lr", "1e-3", "--long-every", "16")
+    args = args_of(script, monkeypatch, "--first-text-steps", "0", "--induction-rows", "40,72",
+                   "--induction-steps", "4000,1400", "--text-lr", "1e-3", "--long-every", "16")
     assert script.induction_stages(args) == [(40, 4000), (72, 1400)]
     assert script.schedule(3999, args)[0] == "induction_40"
     assert script.schedule(5399, args)[0] == "induction_72"

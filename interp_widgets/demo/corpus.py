@@ -13,6 +13,8 @@ Every document has one topic (`TOPICS`) and is generated from this grammar::
                                           last thing again, as "a(n) {thing}"
     ioi_sent   := IOI_TEMPLATES[k]       e.g. "When {A} and {B} went to the {place}, {S} gave
                                           the {thing} to {IO}."  with {A, B} = {IO, S}
+                | "OPEN{A} and {B} MET the {place}THEN {S} GAVE {IO}."  (half: parts in IOI_OPEN,
+                                          IOI_MET, IOI_THEN, IOI_GAVE)
     article_sent := ARTICLE_TEMPLATES[k] e.g. "Everyone wanted the {thing}. In the end, {N} got
                                           {art} {thing}."
                   | "{N} SEEN the {thing}THEN {N or M} GOT {art} {thing}."   (half: parts in
@@ -241,6 +243,17 @@ IOI_TEMPLATES = (
     "Since {A} and {B} were at the {place}, {S} wrote a letter to {IO}.",
     "{A} and {B} cleaned the {place} together, and then {S} brought the {thing} to {IO}.",
 )
+#: parts of the indirect-object sentences built besides `IOI_TEMPLATES` (half of them):
+#: "<OPEN>{A} and {B} <MET> the {place}<THEN> {S} <GAVE> {IO}." -- thousands of frames, so that a
+#: model learns the rule (the name that was not repeated), not the frames
+IOI_OPEN = ("When ", "After ", "Because ", "Just as ", "Before ", "")
+IOI_MET = ("went to", "met at", "arrived at", "got to", "were working at", "cleaned", "visited",
+           "were waiting in", "stopped at", "looked around")
+IOI_THEN = (",", ", and then", ". Then", ". Later,", ", so", ". After a while,")
+IOI_GAVE = ("gave the {thing} to", "handed the {thing} to", "sent the {thing} to",
+            "showed the {thing} to", "brought the {thing} to", "lent the {thing} to",
+            "said goodbye to", "wrote a letter to", "gave {a_thing} to", "smiled at",
+            "talked to", "waved to")
 HELDOUT_IOI_TEMPLATES = (
     "While {A} and {B} were sitting in the {place}, {S} passed the {thing} to",
     "As soon as {A} and {B} reached the {place}, {S} offered the {thing} to",
@@ -359,9 +372,10 @@ def fill(template: str, rng: random.Random, topic: str, **fixed: str) -> str:
 #: "article_an" is the share of article sentences whose noun takes "an" (else nouns are uniform)
 DEFAULT_MIX: dict[str, float] = {"topic": 0.45, "ioi": 0.25, "article": 0.15, "repeat": 0.15}
 #: the training mix the demo model also sees: dense in indirect-object and article sentences,
-#: half of the latter with "an" (about a quarter of the lexicon's nouns take it)
+#: 60% of the latter with "an" (about a quarter of the lexicon's nouns take it, so " a" is
+#: otherwise much the more common article)
 TASK_MIX: dict[str, float] = {"topic": 0.2, "ioi": 0.4, "article": 0.3, "repeat": 0.1,
-                              "article_an": 0.5}
+                              "article_an": 0.6}
 _KINDS = tuple(DEFAULT_MIX)  # the sentence kinds, in the grammar's order
 #: chance that a topic sentence's "a(n) {thing}" or "a(n) {adj} {thing}" names the document's
 #: last-named thing again (as "a(n) {thing}", without the adjective), so
@@ -413,7 +427,12 @@ class _Document:
             return None
         io, s = self.fresh.pop(), self.fresh.pop()
         a, b = (io, s) if self.rng.random() < 0.5 else (s, io)
-        template = self.rng.choice(IOI_TEMPLATES)
+        rng = self.rng
+        if rng.random() < 0.5:
+            template = rng.choice(IOI_TEMPLATES)
+        else:
+            template = (f"{rng.choice(IOI_OPEN)}{{A}} and {{B}} {rng.choice(IOI_MET)} the "
+                        f"{{place}}{rng.choice(IOI_THEN)} {{S}} {rng.choice(IOI_GAVE)} {{IO}}.")
         sentence = self._fill(template, A=a, B=b, S=s, IO=io)
         return self._opened(template, sentence, first)
 
