@@ -60,9 +60,11 @@ def test_top_values_and_stats_match_brute_force(scan, brute):
         torch.testing.assert_close(scan.correlations(n), corr[n], atol=1e-5, rtol=1e-5)
     counts, edges = scan.histogram(5)
     assert counts.sum() == scan.n_tokens and edges.shape[0] == counts.shape[0] + 1
-    inside = (acts[:, 5] >= edges[0]) & (acts[:, 5] < edges[-1])
-    ref = torch.histogram(acts[:, 5][inside].double(), bins=edges).hist
-    assert (counts.double() - ref).abs().sum() <= 2  # the same bins, up to edge rounding
+    # bins are (lo, hi] (so an activation of exactly 0 counts below the middle edge), and the
+    # outer bins also count the values beyond the grid
+    bins = torch.bucketize(acts[:, 5].double(), edges.double(), right=False) - 1
+    ref = torch.bincount(bins.clamp(0, counts.shape[0] - 1), minlength=counts.shape[0])
+    assert (counts - ref).abs().sum() <= 2  # the same bins, up to edge rounding
 
 
 def test_top_examples_point_at_the_right_tokens(model, scan, brute):

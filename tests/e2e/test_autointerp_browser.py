@@ -32,7 +32,7 @@ CELLS = [
     f"KEY = {KEY_SRC}\nserver = FakeOpenAIServer(api_key=KEY).start()\n"
     "store = ai.AutoInterpStore(pathlib.Path(tempfile.mkdtemp()) / 'ai.sqlite')\n"
     "docs = iw.demo.corpus(24, seed=3)",
-    "view = NeuronView(model, 0, 5, corpus=docs, targets=[' Mary'], progress=False)\n"
+    "view = NeuronView(model, 0, 4, corpus=docs, targets=[' Mary'], progress=False)\n"
     "view.explain_with(store, model='fake-llm', base_url=server.base_url, api_key=KEY)\n"
     "view",
     "scan = view.data['scan']\n"
@@ -67,7 +67,7 @@ def test_explain_button_runs_the_llm_and_shows_the_result(page, jupyter_server, 
     assert panel.locator(".iw-ai-badge").inner_text() == "LLM: fake-llm"
     assert panel.locator(".iw-ai-explanation").inner_text() == state["explanation"]
     assert state["explanation"].startswith("the token ")
-    stored = page.run_json("e = store.get(model.name, view.hook, 5, 'fake-llm'); "
+    stored = page.run_json("e = store.get(model.name, view.hook, 4, 'fake-llm'); "
                            "print(json.dumps([e.explanation, e.score]))")
     assert stored[0] == state["explanation"]
     corr = panel.locator("tr[data-score='correlation'] .iw-num").inner_text()
@@ -126,7 +126,7 @@ def test_table_sorts_filters_and_opens_a_unit(page):
     sel = page.run_json("print(json.dumps([table.selected, table.data.iloc[table.selected]"
                         "['explainer']]))")
     assert sel[1] == "fake-llm"
-    assert "Layer 0, neuron 5" in page.page.locator(NV).nth(before).locator(
+    assert "Layer 0, neuron 4" in page.page.locator(NV).nth(before).locator(
         ".iw-nv-title").inner_text()
 
 
