@@ -16,7 +16,10 @@ from interp_widgets.demo.corpus import (
     HELDOUT_ARTICLE_TEMPLATES,
     HELDOUT_IOI_TEMPLATES,
     HELDOUT_PAIRS,
+    IOI_GAVE,
+    IOI_MET,
     IOI_TEMPLATES,
+    IOI_THEN,
     LEXICON,
     NAMES,
     TASK_MIX,
@@ -110,6 +113,27 @@ def test_ioi_sentences_end_with_the_indirect_object(docs):
     assert len(found) > 20
     for a, b, s, io in found:
         assert {s, io} == {a, b} and s != io
+
+
+def test_built_ioi_sentences_end_with_the_name_that_was_not_repeated(docs):
+    def alt(parts):  # a regex alternative of the parts, their slots filled by words
+        return "|".join(re.escape(p).replace(r"\{thing\}", r"[\w ]+")
+                        .replace(r"\{a_thing\}", r"an? [\w ]+") for p in parts)
+
+    pattern = re.compile(rf"(\w+) and (\w+) (?:{alt(IOI_MET)}) the [\w ]+(?:{alt(IOI_THEN)}) "
+                         rf"(\w+) (?:{alt(IOI_GAVE)}) (\w+)\.")
+    found = [m.groups() for d in docs for m in pattern.finditer(d)]
+    assert len(found) > 50
+    for a, b, s, io in found:
+        assert {s, io} == {a, b} and s != io
+
+
+def test_every_word_of_the_heldout_frames_occurs_in_training(docs):
+    """Only the frames are held out: a model cannot generalise over words it never saw."""
+    seen = {w for d in docs for w in re.findall(r"[A-Za-z']+", d)}
+    for template in HELDOUT_IOI_TEMPLATES + HELDOUT_ARTICLE_TEMPLATES:
+        words = re.findall(r"[A-Za-z']+", re.sub(r"\{\w+\}", "", template))
+        assert not [w for w in words if w not in seen], template
 
 
 def test_documents_open_with_task_sentences_but_never_with_a_name(docs):
