@@ -134,7 +134,8 @@ def parse_args() -> argparse.Namespace:
                    help="std of the initial token and position embeddings (default: "
                         "1/sqrt(d_model); GPT-2 uses 0.02)")
     p.add_argument("--row-len", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="lr of the first text steps and the induction stages")
+    p.add_argument("--lr", type=float, default=2e-3,
+                   help="lr of the first text steps and the induction stages")
     p.add_argument("--text-lr", type=float, default=None,
                    help="peak lr of the text phase, cosine decay to --min-lr (default: --lr)")
     p.add_argument("--long-every", type=int, default=10, help="every Nth text step is long rows")
