@@ -415,6 +415,13 @@ class _Document:
             return f"{rng.choice(OPENERS)}, {body}"
         return _cap(body)
 
+    def _written_or_built(self, written: tuple[str, ...], build) -> str:
+        """A template: one of `written`, or (half the time) `build(pick)`, which assembles one
+        from parts with `pick = rng.choice` (thousands of frames, so a model learns the rule)."""
+        if self.rng.random() < 0.5:
+            return self.rng.choice(written)
+        return build(self.rng.choice)
+
     def _opened(self, template: str, sentence: str, first: bool) -> str:
         """`sentence` (filled from `template`), behind an opener if it would open the document
         with a name."""
@@ -427,12 +434,9 @@ class _Document:
             return None
         io, s = self.fresh.pop(), self.fresh.pop()
         a, b = (io, s) if self.rng.random() < 0.5 else (s, io)
-        rng = self.rng
-        if rng.random() < 0.5:
-            template = rng.choice(IOI_TEMPLATES)
-        else:
-            template = (f"{rng.choice(IOI_OPEN)}{{A}} and {{B}} {rng.choice(IOI_MET)} the "
-                        f"{{place}}{rng.choice(IOI_THEN)} {{S}} {rng.choice(IOI_GAVE)} {{IO}}.")
+        template = self._written_or_built(IOI_TEMPLATES, lambda pick: (
+            f"{pick(IOI_OPEN)}{{A}} and {{B}} {pick(IOI_MET)} the {{place}}{pick(IOI_THEN)} "
+            f"{{S}} {pick(IOI_GAVE)} {{IO}}."))
         sentence = self._fill(template, A=a, B=b, S=s, IO=io)
         return self._opened(template, sentence, first)
 
@@ -445,12 +449,9 @@ class _Document:
             things = [t for t in things if article(t) == want]
         thing = self.rng.choice(things)
         names = {"N": self.fresh.pop(), "M": self.fresh.pop()}
-        if self.rng.random() < 0.5:
-            template = self.rng.choice(ARTICLE_TEMPLATES)
-        else:
-            rng = self.rng
-            template = (f"{{N}} {rng.choice(ARTICLE_SEEN)} the {{thing}}{rng.choice(ARTICLE_THEN)} "
-                        f"{{{rng.choice('NM')}}} {rng.choice(ARTICLE_GOT)} {{art}} {{thing}}.")
+        template = self._written_or_built(ARTICLE_TEMPLATES, lambda pick: (
+            f"{{N}} {pick(ARTICLE_SEEN)} the {{thing}}{pick(ARTICLE_THEN)} "
+            f"{{{pick('NM')}}} {pick(ARTICLE_GOT)} {{art}} {{thing}}."))
         sentence = self._fill(template, thing=thing, art=article(thing), **names)
         return self._opened(template, sentence, first)
 
