@@ -68,7 +68,7 @@ def test_task_mix_is_dense_in_indirect_object_and_article_sentences():
     for template in HELDOUT_IOI_TEMPLATES + HELDOUT_ARTICLE_TEMPLATES:  # still held out
         assert not any(template_regex(template).search(d) for d in dense), template
     # "In the end, N got an X." and the built frames ("gave the {role} an X")
-    got_it = "|".join(["got", *ARTICLE_GOT]).replace("{role}", r"\w+")
+    got_it = "|".join(["got", *(g for g in ARTICLE_GOT if g != "{verb}")]).replace("{role}", r"\w+")
     got = Counter(m.group(1) for d in dense for m in re.finditer(rf"\b(?:{got_it}) (an?) \w+\.", d))
     assert sum(got.values()) > 20 and abs(got["an"] / sum(got.values()) - 0.5) < 0.2
 

@@ -17,8 +17,10 @@ Every document has one topic (`TOPICS`) and is generated from this grammar::
                                           IOI_MET, IOI_THEN, IOI_GAVE)
     article_sent := ARTICLE_TEMPLATES[k] e.g. "Everyone wanted the {thing}. In the end, {N} got
                                           {art} {thing}."
-                  | "{N} SEEN the {thing}THEN {N or M} GOT {art} {thing}."   (half: parts in
-                                          ARTICLE_SEEN, ARTICLE_THEN, ARTICLE_GOT)
+                  | "{N} SEEN the {thing}THEN {N or M} [ADV] GOT {art} {thing}."   (half: parts
+                                          in ARTICLE_SEEN, ARTICLE_THEN, ARTICLE_ADV and
+                                          ARTICLE_GOT, a quarter of whose picks are the topic's
+                                          own verbs)
 
 The weights are `DEFAULT_MIX`; `corpus(n, mix=TASK_MIX)` draws documents dense in indirect-object
 and article sentences (with a larger cast, since each takes two fresh names).
@@ -279,9 +281,11 @@ ARTICLE_TEMPLATES = (
     "When the {role} mentioned the {thing}, {N} wished for {art} {thing} too.",
 )
 #: parts of the article sentences built besides `ARTICLE_TEMPLATES` (half of them):
-#: "{N} <SEEN> the {thing}<THEN> {M} <GOT> {art} {thing}." -- thousands of frames (some give the
-#: thing to a role: "gave the {role} an apple"), so that a model learns the rule (the article of
-#: the thing named before), not the frames
+#: "{N} <SEEN> the {thing}<THEN> {M} <ADV><GOT> {art} {thing}." -- tens of thousands of frames
+#: (some give the thing to a role: "gave the {role} an apple"), so that a model learns the rule
+#: (the article of the thing named before), not the frames. Verbs that mostly take "the"
+#: elsewhere take "a"/"an" here too: with 28 verbs of getting only, a model trained on them
+#: expected " the" after other verbs ("... went out and found") and fell back on " a"
 ARTICLE_SEEN = ("looked at", "talked about", "heard about", "dreamed of", "read about", "liked",
                 "admired", "described", "remembered", "forgot about")
 ARTICLE_THEN = (", so", ", and then", ". Later,", ". The next day,", ", and in the end",
@@ -290,7 +294,13 @@ ARTICLE_GOT = ("bought", "made", "ordered", "chose", "carried", "painted", "drew
                "took", "picked", "borrowed", "won", "built", "sent", "kept", "received",
                "wanted to make", "hoped to borrow", "tried to draw", "went to order",
                "gave the {role}", "sent the {role}", "showed the {role}", "offered the {role}",
-               "lent the {role}", "sold the {role}", "agreed to bring", "needed to find")
+               "lent the {role}", "sold the {role}", "agreed to bring", "needed to find",
+               "brought the {role}", "promised the {role}", "made the {role}", "left the {role}",
+               "got the {role}", "bought the {role}",
+               # a quarter of the picks: the topic's own verbs ("cooked", "launched", ...), which
+               # elsewhere take "the"
+               *["{verb}"] * 12)
+ARTICLE_ADV = ("", "", "{adv} ")  # a third of the built verbs have an adverb before them
 HELDOUT_ARTICLE_TEMPLATES = (
     "All week {N} could not stop thinking about the {thing}, so the next morning {N} went out "
     "and found",
@@ -451,7 +461,7 @@ class _Document:
         names = {"N": self.fresh.pop(), "M": self.fresh.pop()}
         template = self._written_or_built(ARTICLE_TEMPLATES, lambda pick: (
             f"{{N}} {pick(ARTICLE_SEEN)} the {{thing}}{pick(ARTICLE_THEN)} "
-            f"{{{pick('NM')}}} {pick(ARTICLE_GOT)} {{art}} {{thing}}."))
+            f"{{{pick('NM')}}} {pick(ARTICLE_ADV)}{pick(ARTICLE_GOT)} {{art}} {{thing}}."))
         sentence = self._fill(template, thing=thing, art=article(thing), **names)
         return self._opened(template, sentence, first)
 
