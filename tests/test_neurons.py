@@ -58,6 +58,20 @@ def test_find_neurons_ranks_direct_effects_on_one_token(model):
     assert (found["layer"] * eff.shape[1] + found["neuron"]).tolist() == best.indices.tolist()
 
 
+def test_find_neurons_against_a_rival_ranks_the_logit_difference(model):
+    b = model.bridge
+    an, a = (model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (" an", " a"))
+    found = nr.find_neurons(model, " an", against=" a", layers=[1, 2], k=4)
+    eff = torch.stack([(b.blocks[i].mlp.W_out @ (b.W_U[:, an] - b.W_U[:, a])).detach()
+                       for i in (1, 2)])  # [layer, d_mlp]
+    best = eff.flatten().topk(4)
+    assert found["effect"].tolist() == pytest.approx(best.values.tolist(), rel=1e-4)
+    assert (found["layer"] - 1).tolist() == (best.indices // eff.shape[1]).tolist()
+    assert found["neuron"].tolist() == (best.indices % eff.shape[1]).tolist()
+    with pytest.raises(ValueError, match="rival token"):
+        nr.find_neurons(model, " an", against=" an")
+
+
 @pytest.mark.parametrize("layer", [0, L])
 def test_input_attribution_sums_to_the_pre_activation(model, layer):
     res = nr.neuron_input_attribution(model, PROMPTS[0], layer, N, pos=-1)

@@ -151,22 +151,33 @@ def _token_table(model: Model, effect: torch.Tensor, k: int, scale: float | None
     return df
 
 
-def find_neurons(model: Model, token: str, *, layers: Sequence[int] | None = None,
-                 k: int = 10) -> pd.DataFrame:
+def find_neurons(model: Model, token: str, *, against: str | None = None,
+                 layers: Sequence[int] | None = None, k: int = 10) -> pd.DataFrame:
     """The k neurons whose direct effect ``W_out[n] @ W_U[:, token]`` most raises `token`'s
-    logit, over `layers` (all by default). Columns: layer, neuron, effect."""
-    t = single_token_id(model, token)
+    logit, over `layers` (all by default). Columns: layer, neuron, effect.
+
+    against: a rival token; neurons are then ranked by what they add to the logit difference
+    ``token - against`` (``W_out[n] @ (W_U[:, token] - W_U[:, against])``). The tokens a model
+    weighs against each other often share much of their unembedding (" a" and " an"), so the
+    neurons that raise one token's logit most may raise its rival's as much."""
+    ids = [single_token_id(model, t) for t in (token, against) if t is not None]
+    if len(ids) == 2 and ids[0] == ids[1]:
+        raise ValueError(f"against={against!r} is the token itself; give a rival token, e.g. "
+                         "find_neurons(model, ' an', against=' a')")
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     for layer in layers:
         check_layer(model, layer)
     b = model.bridge
     with torch.no_grad():
+        direction = b.W_U[:, ids[0]]  # [d_model]
+        if len(ids) == 2:
+            direction = direction - b.W_U[:, ids[1]]
         rows = []
         for layer in layers:
             w = b.blocks[layer].mlp.W_out  # [d_mlp, d_model]
             if str(model.cfg.normalization_type).startswith("LN"):
                 w = w - w.mean(-1, keepdim=True)
-            rows.append((w @ b.W_U[:, t]).float().cpu())  # [d_mlp]
+            rows.append((w @ direction).float().cpu())  # [d_mlp]
         effect = torch.stack(rows)  # [layer, d_mlp]
     top = effect.flatten().topk(min(k, effect.numel()))
     li, ni = top.indices // effect.shape[1], top.indices % effect.shape[1]
