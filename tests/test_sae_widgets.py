@@ -144,3 +144,35 @@ def test_scan_matches_brute_force(lm, sae, scan):
         assert sum(b.count for b in scan.bucket_examples(f)) == fires[f]
     ex = scan.top_examples(int(fires.argmax()))[0]
     assert ex.acts[ex.center] == pytest.approx(ex.value) and "<|endoftext|>" not in ex.tokens
+
+
+def test_random_contexts_are_a_uniform_sample_with_every_features_activations(lm, sae):
+    """The shared random sample: the bottom-n positions by the hash of (doc, pos), drawn across
+    batches, each window with every feature's activations, mostly zero; records_from_scan uses
+    them as the random records."""
+    from interp_widgets.analysis.corpus import _POS_BITS, _mix63
+    from interp_widgets.autointerp import records_from_scan
+
+    scan = scan_features(lm, sae, DOCS, k=5, n_random=6, batch_size=2, progress=False)
+    codes, keys = {}, []
+    for d, doc in enumerate(DOCS):
+        run = lm.run(doc, names=[sae.hook_name])
+        codes[d] = sae.encode(run.cache[sae.hook_name][0]).detach()  # [pos, d_sae]
+        keys += [(d << _POS_BITS) | p for p in range(1, codes[d].shape[0])]
+    prio = _mix63(torch.tensor(keys), 1)  # scan seed 0, + 1
+    want = [keys[i] for i in torch.argsort(prio)[:6].tolist()]
+    before, after = scan.meta["context"]
+    silent = 0
+    for f in (0, 7, sae.d_sae - 1):
+        got = scan.random_examples(f)
+        assert [(e.doc << _POS_BITS) | e.pos for e in got] == want
+        for e in got:
+            lo = max(1, e.pos - before)
+            hi = min(codes[e.doc].shape[0], e.pos + after + 1)
+            torch.testing.assert_close(torch.tensor(e.acts), codes[e.doc][lo:hi, f].float())
+            assert e.value == pytest.approx(float(codes[e.doc][e.pos, f]))
+            silent += e.value == 0
+    assert silent > len(want)  # a sparse code is zero at most random positions
+    recs = records_from_scan(scan, 7, n_top=3, n_random=4)
+    assert [r.source for r in recs] == ["top"] * len(scan.top_examples(7)[:3]) + ["random"] * 4
+    assert [r.activations for r in recs[-4:]] == [e.acts for e in scan.random_examples(7)[:4]]

@@ -9,7 +9,10 @@ batch. SAE codes are sparse (k per token for TopK), so this scan folds in only t
     uniform sample of its positions: bottom-s by a fixed hash of (document, position)
     (priority sampling, as in `scan_neurons`), and the quantiles each bucket spans among the
     feature's nonzero activations (from a 0.1-decade histogram);
-  - firing counts (density = fraction of tokens where the feature is nonzero).
+  - firing counts (density = fraction of tokens where the feature is nonzero);
+  - one uniform sample of `n_random` positions of the whole corpus, shared by all features,
+    with every feature's activations on their context windows (kept sparse): the random
+    contexts where a feature is mostly silent, which auto-interp scores an explanation on.
 State is O(features x (k + buckets x samples) x context), independent of the corpus length.
 Examples and buckets come back as `analysis.corpus.Example` / `Bucket`, as from a NeuronScan.
 """
@@ -91,6 +94,65 @@ class _Pool:
         self.ctx[grp, slot], self.act[grp, slot] = new_ctx, new_act
 
 
+class _RandomContexts:
+    """A uniform sample of `cap` corpus positions (bottom-`cap` by a fixed hash of (document,
+    position)), each with its context window of tokens, ctx [cap, width] (-1 outside), and the
+    codes of every feature over that window, stored sparse: the features nonzero anywhere in
+    it, cols[slot] [c], and their values, vals[slot] [width, c] (NaN outside)."""
+
+    def __init__(self, cap: int, width: int):
+        self.cap = cap
+        self.key = torch.full((cap,), -1, dtype=torch.long)
+        self.prio = torch.full((cap,), torch.iinfo(torch.long).max, dtype=torch.long)
+        self.ctx = torch.full((cap, width), -1, dtype=torch.int32)
+        self.cols: list[torch.Tensor] = [torch.zeros(0, dtype=torch.long)] * cap
+        self.vals: list[torch.Tensor] = [torch.zeros(width, 0)] * cap
+
+    def order(self) -> list[int]:
+        """The filled slots, in sample order."""
+        return [int(i) for i in torch.argsort(self.prio) if self.key[i] >= 0]
+
+    def acts(self, slot: int, feature: int) -> torch.Tensor:
+        """Tensor[width]: the feature's activations over the slot's window (NaN outside)."""
+        hit = (self.cols[slot] == feature).nonzero()
+        if len(hit):
+            return self.vals[slot][:, int(hit[0])]
+        return torch.where(self.ctx[slot] >= 0, 0.0, math.nan)
+
+    def add(self, padded: torch.Tensor, codes: torch.Tensor, docs: torch.Tensor,
+            offsets: torch.Tensor, seed: int) -> None:
+        """padded: tokens [batch, pos] (-1 at BOS and padding); codes [batch, pos, feature]."""
+        if self.cap == 0:
+            return
+        r, p = (padded >= 0).nonzero(as_tuple=True)
+        key = (docs[r] << _POS_BITS) | p
+        prio = _mix63(key, seed + 1)  # independent of the bucket samples' draw
+        n_old = self.cap
+        best = torch.argsort(torch.cat([self.prio, prio]), stable=True)[: self.cap]
+        old = best[best < n_old]
+        new = best[best >= n_old] - n_old
+        keys = torch.cat([self.key[old], key[new]])
+        prios = torch.cat([self.prio[old], prio[new]])
+        ctx = [self.ctx[old]]
+        cols = [self.cols[i] for i in old.tolist()]
+        vals = [self.vals[i] for i in old.tolist()]
+        if len(new):
+            pos = p[new, None] + offsets  # [m, width]
+            inside = (pos >= 0) & (pos < padded.shape[1])
+            pc = pos.clamp(0, padded.shape[1] - 1)
+            rows = r[new, None]
+            c = torch.where(inside, padded[rows, pc], -1).to(torch.int32)  # [m, width]
+            ctx.append(c)
+            window = torch.where((c >= 0)[..., None], codes[rows, pc].float(), math.nan)
+            for w in window:  # [width, feature]
+                nz = (w.nan_to_num() != 0).any(0).nonzero()[:, 0]
+                cols.append(nz)
+                vals.append(w[:, nz].clone())
+        filled = len(keys)
+        self.key[:filled], self.prio[:filled], self.ctx[:filled] = keys, prios, torch.cat(ctx)
+        self.cols[:filled], self.vals[:filled] = cols, vals
+
+
 class FeatureScan:
     """The result of `scan_features`; read it like a `NeuronScan` (features are the units)."""
 
@@ -102,6 +164,7 @@ class FeatureScan:
         self._samples = _Pool(n * N_BUCKETS, s, width, by_value=False)
         self.hist = torch.zeros((n, N_BINS), dtype=torch.long)
         self.fires = torch.zeros(n, dtype=torch.long)
+        self._random = _RandomContexts(meta.get("n_random", 0), width)
 
     # -- description ----------------------------------------------------------------------------
     hook = property(lambda self: self.meta["hook"])
@@ -165,6 +228,24 @@ class FeatureScan:
                               count=int(counts[b]), examples=ex))
         return out
 
+    def random_examples(self, feature: int) -> list[Example]:
+        """Contexts at positions drawn uniformly from the whole corpus (the same positions for
+        every feature), with this feature's activations on them: mostly zeros for a sparse
+        feature. `value` is the activation at the drawn position."""
+        f = self._check(feature)
+        vocab, before, r = self.meta["vocab"], self.meta["context"][0], self._random
+        out = []
+        for slot in r.order():
+            ids = r.ctx[slot].tolist()
+            acts = r.acts(slot, f).tolist()
+            keep = [i for i, t in enumerate(ids) if t >= 0]
+            key = int(r.key[slot])
+            out.append(Example(doc=key >> _POS_BITS, pos=key & ((1 << _POS_BITS) - 1),
+                               value=acts[before], tokens=[vocab.get(str(ids[i]), f"<{ids[i]}>")
+                                                           for i in keep],
+                               acts=[acts[i] for i in keep], center=keep.index(before)))
+        return out
+
     def _check(self, feature: int) -> int:
         if not 0 <= int(feature) < self.n_neurons:
             raise IndexError(f"Feature {feature} is out of range: the scan has features "
@@ -195,6 +276,10 @@ class FeatureScan:
         valid = mask.bool().clone()
         valid[:, 0] = False
         self.meta["n_tokens"] += int(valid.sum())
+        before, after = self.meta["context"]
+        offsets = torch.arange(-before, after + 1)
+        padded = torch.where(valid, tokens, -1)  # contexts leave out BOS, as in scan_neurons
+        self._random.add(padded, codes, docs, offsets, self.meta["seed"])
         r, p, f = (codes != 0).logical_and_(valid[..., None]).nonzero(as_tuple=True)  # [nnz]
         if r.numel() == 0:
             return
@@ -204,9 +289,6 @@ class FeatureScan:
         t = t.clamp(0, N_BINS - 1)
         self.hist.view(-1).index_add_(0, f * N_BINS + t, torch.ones_like(t))
         key = (docs[r] << _POS_BITS) | p
-        before, after = self.meta["context"]
-        offsets = torch.arange(-before, after + 1)
-        padded = torch.where(valid, tokens, -1)  # contexts leave out BOS, as in scan_neurons
 
         def context(i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             pos = p[i, None] + offsets  # [m, width]
@@ -224,18 +306,20 @@ class FeatureScan:
 
     def finish(self, model: Model) -> None:
         """Record the strings of the tokens that the stored contexts use."""
-        ids = torch.cat([self._top.ctx.view(-1), self._samples.ctx.view(-1)]).unique()
+        ids = torch.cat([self._top.ctx.view(-1), self._samples.ctx.view(-1),
+                         self._random.ctx.view(-1)]).unique()
         ids = [i for i in ids.tolist() if i >= 0 and str(i) not in self.meta["vocab"]]
         self.meta["vocab"].update({str(i): model.tokenizer.decode([i]) for i in ids})
 
 
 def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]], *, k: int = 20,
                   batch_size: int = 16, context: tuple[int, int] = (10, 4),
-                  samples_per_bucket: int = 5, seed: int = 0,
+                  samples_per_bucket: int = 5, n_random: int = 64, seed: int = 0,
                   progress: bool = True) -> FeatureScan:
     """Scan every feature of `sae` (anything with `encode`, `d_sae`, `hook_name`) over `corpus`
     in one streaming pass (see the module docstring). Documents are rows of BOS + document, cut
-    to the model's context, as in `scan_neurons`; Ctrl-C returns what was scanned, `partial`."""
+    to the model's context, as in `scan_neurons`; Ctrl-C returns what was scanned, `partial`.
+    n_random: corpus positions sampled uniformly for `FeatureScan.random_examples`."""
     from ..sae.splice import check_saes
 
     check_saes(model, [sae])
@@ -243,7 +327,8 @@ def scan_features(model: Model, sae: Any, corpus: Iterable[str | Sequence[int]],
     parts = hook.split(".")
     meta = {"hook": hook, "model": model.name, "n_features": int(sae.d_sae), "k": k,
             "layer": int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1,
-            "context": list(context), "samples_per_bucket": samples_per_bucket, "seed": seed,
+            "context": list(context), "samples_per_bucket": samples_per_bucket,
+            "n_random": n_random, "seed": seed,
             "n_docs": 0, "n_tokens": 0, "n_truncated": 0, "partial": False, "vocab": {}}
     scan = FeatureScan(meta)
     with _scan_progress(meta, corpus, f"scan SAE features at {hook}", progress) as bar:

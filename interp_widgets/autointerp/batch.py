@@ -56,11 +56,15 @@ def explain_unit(records: Sequence[ActivationRecord], *, model_id: str, source: 
                  on_step: Callable[[str], Any] | None = None) -> Entry:
     """Explain one unit from part of its records and score it on the rest -> `Entry` (not
     stored). Arguments as in `explain` and `score`; the simulator matches the explainer.
+    baseline: what the offline explainer measures enrichment against; by default the tokens of
+    the "random" records (a sample of the corpus), else those of the records shown.
     on_step(name) is called as each step starts ("explain", then `score`'s steps)."""
     kind = _mode("explainer", explainer, client, base_url, api_key)
     llm = make_client(client, model=model, base_url=base_url, api_key=api_key) \
         if kind == "llm" else None
     shown, held = split_records(records, explain_fraction)
+    if baseline is None:  # the random contexts' tokens (their activations stay held out)
+        baseline = [r.tokens for r in records if r.source == "random"] or None
     if on_step is not None:
         on_step("explain")
     text = explain(shown, explainer=kind, client=llm, baseline=baseline, budget=budget,

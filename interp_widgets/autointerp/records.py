@@ -127,14 +127,17 @@ def records_from_examples(examples: Iterable[Any], source: str = "") -> list[Act
 
 def records_from_scan(scan: Any, unit: int, *, n_top: int = 20, n_random: int = 20,
                       seed: int = 0) -> list[ActivationRecord]:
-    """A unit's top `n_top` examples and `n_random` random ones from a `NeuronScan`.
+    """A unit's top `n_top` examples and `n_random` random ones from a `NeuronScan` or a
+    `FeatureScan`.
 
-    Random positions are drawn bucket by bucket in proportion to each activation bucket's count
-    (the scan keeps a uniform sample per bucket), so they follow the unit's distribution over the
-    corpus, which is mostly near zero. A `FeatureScan` (SAE features) keeps buckets of nonzero
-    activations only, so its "random" records are drawn among positions where the feature fires;
-    for contexts where it is silent use `records_from_activations`."""
+    A FeatureScan keeps a uniform sample of corpus positions (`random_examples`), where a sparse
+    feature is mostly silent; those are its random records. A NeuronScan's random positions are
+    drawn bucket by bucket in proportion to each activation bucket's count (the scan keeps a
+    uniform sample per bucket), so they follow the unit's distribution over the corpus, which
+    is mostly near zero."""
     top = records_from_examples(scan.top_examples(unit)[:n_top], "top")
+    if hasattr(scan, "random_examples"):
+        return top + records_from_examples(scan.random_examples(unit)[:n_random], "random")
     rng = random.Random(seed * 1_000_003 + unit)
     pools = [(b.count, list(b.examples)) for b in scan.bucket_examples(unit)]
     picked = []
