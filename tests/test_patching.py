@@ -120,6 +120,16 @@ def test_batched_rows_do_not_change_the_numbers(model):
     assert torch.allclose(small.values, big.values, atol=1e-5)
 
 
+def test_token_ids_give_the_same_numbers_as_strings(model, patcher):
+    """clean / corrupt as token ids ([pos] or [1, pos], BOS included) patch as their strings do."""
+    clean, corrupt = model.to_tokens(CLEAN), model.to_tokens(CORRUPT)  # [1, pos]
+    metric = logit_diff(ANSWER, WRONG)
+    for c, k in ((clean, corrupt), (clean[0], corrupt[0])):
+        res = activation_patching(model, c, k, metric, component="resid_pre", normalize=False)
+        assert torch.allclose(res.values, patcher.sweep("resid_pre", normalize=False).values,
+                              atol=1e-5)
+
+
 def test_any_callable_metric(model, patcher):
     """A plain function sees full logits (no last-position shortcut) and gives the same grid."""
     a, w = single_token_id(model, ANSWER), single_token_id(model, WRONG)

@@ -94,6 +94,22 @@ def test_steering_effect_matches_single_runs(model, mean_diff):
     assert plain.shape == (4,)
 
 
+def test_mean_difference_steers_toward_an(model):
+    """The steering notebook's measured effect: the mean difference (" an" prompts minus " a"
+    prompts, at the last block's input) raises logit(" an") - logit(" a") on held-out prompts
+    that need " a", and more with a larger coefficient."""
+    layer = model.cfg.n_layers - 1
+    train = article_prompts(64, seed=11)
+    vec = steering_vector(model, [p for p, r, _ in train if r == " an"],
+                          [p for p, r, _ in train if r == " a"], layer, method="mean_diff")
+    test = [p for p, r, _ in article_prompts(64, seed=12) if r == " a"]
+    metric = logit_diff(" an", " a")
+    effect = [steering_effect(model, test, metric, [(vec, layer, c)]).mean().item()
+              for c in (0.0, 1.0, 2.0)]
+    assert effect[0] < 0 < effect[2]  # unsteered the model prefers " a"; steered, " an"
+    assert effect[0] < effect[1] < effect[2]
+
+
 def test_layer_and_shape_errors(model, mean_diff):
     L = model.cfg.n_layers
     with pytest.raises(ValueError, match=f"use 0 .. {L - 1}"):
@@ -153,6 +169,13 @@ def test_perturbation_flow(model):
     assert "".join(flow.edited_tokens).count("John") == 0
     shifted = perturbation_flow(model, text, "John went home. ", keep_positions=False)
     assert shifted.diff[0, after].max() > 0
+    # the predictions after the last token, against plain runs of both texts
+    edited = text.replace("John went home. ", "")
+    for top, run in ((flow.top_before, model.run(text)), (shifted.top_after, model.run(edited))):
+        want = run.top_predictions(pos=-1, k=5)
+        assert [t for t, _ in top] == [t for t, _ in want]
+        assert [p for _, p in top] == pytest.approx([p for _, p in want], abs=1e-5)
+    assert flow.kl[-1] > 0 and flow.top_before != flow.top_after
     with pytest.raises(ValueError, match="does not occur"):
         perturbation_flow(model, text, "Bob")
 

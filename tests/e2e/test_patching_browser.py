@@ -134,3 +134,15 @@ def test_steering_slider_regenerates(page):
     assert [s.replace("·", " ") for s in steered] == [w.replace("\n", "⏎") for w in want]
     kl = page.run_json("print(json.dumps(steer.data['mean_kl']))")
     assert float(root.get_attribute("data-mean-kl")) == pytest.approx(kl, rel=1e-4)
+    # the layer slider: the same vector added at layer 2 instead
+    layer = root.locator("input.iw-steer-layer")
+    layer.evaluate("(el) => { el.value = '2'; el.dispatchEvent(new Event('input', "
+                   "{bubbles: true})); }")
+    page.page.wait_for_function(f"() => document.querySelector(\"{STEER}\").dataset.layer"
+                                " === '2'", timeout=60_000)
+    assert "at layer 2" in root.locator(".iw-steer-steered").inner_text()
+    steered = root.locator(".iw-steer-steered .iw-token").evaluate_all(
+        "els => els.map(e => e.textContent)")
+    want = page.run_json("g = generate(model, 'When Mary', steer=[(sv, 2, 8.0)], "
+                         "max_new_tokens=6, seed=0)\nprint(json.dumps(g.new_tokens))")
+    assert [s.replace("·", " ") for s in steered] == [w.replace("\n", "⏎") for w in want]
