@@ -6,7 +6,12 @@ import pytest
 import torch
 from test_sae import model_for_tests
 
-from interp_widgets.analysis.features import feature_table, scan_features, search_features
+from interp_widgets.analysis.features import (
+    feature_table,
+    intervene_on_feature,
+    scan_features,
+    search_features,
+)
 from interp_widgets.sae import SAE
 from interp_widgets.widgets import FeatureBrowser, PromptFeatures
 from interp_widgets.widgets._codec import decode_array
@@ -88,7 +93,9 @@ def test_prompt_features(lm, sae, tmp_path):
     r = pf.call("intervene", {"feature": f, "stop": 0})
     assert r["kl"] >= 0 and len(r["before"]["tokens"]) == 5
     r4 = pf.call("intervene", {"feature": f, "stop": 16})
-    assert r4["value"] == pytest.approx(4 * float(acts.max()), rel=1e-5) and r4["kl"] > r["kl"]
+    assert r4["value"] == pytest.approx(4 * float(acts.max()), rel=1e-5)
+    want = intervene_on_feature(lm, sae, PROMPT, f, mode="clamp", value=r4["value"], pos=-1)
+    assert r4["kl"] == pytest.approx(want.kl, rel=1e-5) and r4["kl"] > 0
     pf.call("select", {"pos": 2, "by": "logit", "target": ""})
     assert pf.pos == 2 and pf.by == "logit"
     contrib = [abs(c) for _, _, c in pf.active]
