@@ -114,6 +114,19 @@ def test_retry_after_429_and_5xx(server):
     assert c.calls == 5
 
 
+def test_retry_after_a_timeout_with_exponential_backoff(server):
+    server.stall(2.0, 2)  # the first two requests outlast the client's timeout
+    c = client(server, timeout=0.3)
+    assert ai.explain(RECORDS[:2], client=c) == 'the token " apple"'
+    assert c.calls == 3 and len(server.requests) == 3
+    # without a Retry-After, waits double per attempt (with jitter in [0.5, 1]) up to a cap
+    c = client(server, backoff=1.0, max_backoff=5.0)
+    for attempt, top in enumerate([1.0, 2.0, 4.0, 5.0, 5.0]):
+        waits = [c._delay(attempt, None) for _ in range(50)]
+        assert 0.5 * top <= min(waits) and max(waits) <= top
+    assert c._delay(0, 3.0) == 3.0 and c._delay(0, 60.0) == 5.0  # Retry-After, capped
+
+
 def test_retries_exhausted(server):
     server.fail(500, 10)
     c = client(server, max_retries=2)

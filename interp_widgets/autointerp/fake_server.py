@@ -9,6 +9,7 @@ It speaks ``POST /v1/chat/completions`` and ``POST /v1/completions`` (with ``ech
   probability 0.9) when it equals the quoted token of the explanation, else 0 (0.1).
 Knobs: `api_key` (401 unless the Bearer token matches), `models` (404 for others),
 `fail(status, n)` (the next n requests answer `status`, with ``Retry-After: 0``),
+`stall(seconds, n)` (the next n requests wait `seconds` before answering: client timeouts),
 `latency` (seconds slept per request), `logprobs=False` (404 on /v1/completions),
 `garbage=True` (chat answers that are not JSON).
 
@@ -50,6 +51,7 @@ class FakeOpenAIServer:
         self.requests: list[dict[str, Any]] = []
         self.in_flight = self.max_in_flight = 0
         self._failures: list[int] = []
+        self._stalls: list[float] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -95,6 +97,12 @@ class FakeOpenAIServer:
         with self._lock:
             self._failures += [status] * n
 
+    def stall(self, seconds: float, n: int = 1) -> None:
+        """Hold the next `n` requests for `seconds` before answering (past a client's timeout,
+        the answer goes nowhere)."""
+        with self._lock:
+            self._stalls += [seconds] * n
+
     def paths(self) -> list[str]:
         with self._lock:
             return [r["path"] for r in self.requests]
@@ -112,10 +120,14 @@ class FakeOpenAIServer:
             headers = {k.lower(): v for k, v in h.headers.items()}
             self.requests.append({"path": h.path, "headers": headers, "body": body})
             status = self._failures.pop(0) if self._failures else None
+            stall = self._stalls.pop(0) if self._stalls else 0.0
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            time.sleep(stall)
             self._answer(h, body, status)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting
         finally:
             with self._lock:
                 self.in_flight -= 1
