@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 QUICKSTART = Path(os.environ.get("IW_QUICKSTART", h.REPO_ROOT / "notebooks" / "quickstart.ipynb"))
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 ERROR_TEXT = "Error displaying widget"
+NUMBER_INT = re.compile(r"\d+")
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -175,7 +176,8 @@ def test_click_token_selects_in_python(lab):
     # may debounce; ask again until the kernel has it (bounded).
     got = None
     for _ in range(10):
-        got = lab.run_code("print(json.dumps([int(x) for x in heatmap.selected]))").strip()
+        got = lab.run_code("_sel = heatmap.selected\nprint(json.dumps(None if _sel is None else "
+                           "[int(x) for x in _sel]))").strip()
         if got and json.loads(got.splitlines()[-1]) == [0, pos]:
             break
     assert json.loads(got.splitlines()[-1]) == [0, pos], (before, got)
@@ -192,3 +194,59 @@ def test_quickstart_renders_in_notebook7(jupyter_server, context, artifacts_dir,
     finally:
         h.save_failure_artifacts(request, nbp, "nb7", artifacts_dir)
         nbp.page.close()
+
+
+#: token strings that would run script or make markup if they were ever parsed as HTML
+EVIL = ['<img src=x onerror="window.__iw_pwned=1">', "</script><script>window.__iw_pwned=2"
+        "</script>", " & <b>bold</b>"]
+
+
+def test_hostile_tokens_are_text_in_jupyterlab(lab):
+    """Live (not only in the static export): tokens show literally and run nothing."""
+    lab.run_code(f"evil = iw.TokenHeatmap({json.dumps(EVIL)}, [1.0, 2.0, 3.0])\nevil")
+    root = lab.page.locator(".iw-root[data-view='token_heatmap']").last
+    root.locator(".iw-token").first.wait_for()
+    shown = root.locator(".iw-token").all_inner_texts()
+    assert [t.replace("\u00b7", " ") for t in shown] == EVIL
+    assert root.locator("img, script, b").count() == 0
+    root.locator(".iw-token").nth(0).hover()
+    assert EVIL[0] in root.locator(".iw-tooltip").inner_text().replace("\u00b7", " ")
+    assert lab.page.evaluate("() => window.__iw_pwned") is None
+
+
+def test_attention_view_on_1024_tokens(lab):
+    """A 1,024-token view: enlarge a head, hover a late token, and the page names the key it
+    attends to most, as the kernel computes it."""
+    lab.run_code('long_prompt = " ".join(["the cat sat on the mat and Mary gave John a drink"] '
+                 '* 200)\nlong_attn = iw.AttentionView(model, long_prompt)\nlong_attn')
+    root = lab.page.locator(".iw-root[data-view='attention']").last
+    thumb = root.locator("canvas.iw-head-thumb[data-layer='2'][data-head='0']")
+    thumb.scroll_into_view_if_needed()
+    thumb.click()
+    detail = root.locator(".iw-head-detail[data-layer='2'][data-head='0']")
+    token = detail.locator(".iw-token[data-doc='0'][data-pos='1000']")
+    token.wait_for(timeout=60_000)
+    assert detail.locator(".iw-token").count() == 1024
+    token.scroll_into_view_if_needed()
+    token.hover()
+    info = detail.locator(".iw-attn-info")
+    lab.page.wait_for_function("(el) => el.textContent.startsWith('pos 1000 ')",
+                               arg=info.element_handle(), timeout=30_000)
+    best = lab.run_json(
+        "_r = model.run(long_prompt, names=['blocks.2.attn.hook_pattern'])\n"
+        "print(json.dumps(int(_r.cache['blocks.2.attn.hook_pattern'][0, 0, 1000].argmax())))")
+    assert f"attends most to pos {best} " in info.inner_text()
+
+
+def test_widgets_follow_the_jupyterlab_theme(lab):
+    root = lab.page.locator(".iw-root[data-view='token_heatmap']").first
+    style = "(el) => [getComputedStyle(el).color, getComputedStyle(el).getPropertyValue('--iw-bg')]"
+    light = root.evaluate(style)
+    try:
+        lab.set_theme("JupyterLab Dark")
+        dark = root.evaluate(style)
+    finally:
+        lab.set_theme("JupyterLab Light")
+    assert dark[0] != light[0] and dark[1].strip() != light[1].strip()
+    rgb = [int(x) for x in NUMBER_INT.findall(dark[0])[:3]]
+    assert sum(rgb) > 3 * 128  # light text on the dark theme
