@@ -185,6 +185,7 @@ def test_heatmap_renders_offline_with_tokens_as_text(tmp_path, opened):
     assert "1.235" in text and "Hello" in text and "<b>x</b>" in text and "0.5000" in text
     page.click('.iw-token[data-pos="2"]')
     assert page.locator(".iw-selected").get_attribute("data-pos") == "2"
+    assert "reaches Python" in page.locator(".iw-static-select-note").inner_text()
     page.select_option("select.iw-metric-select", "diff")
     assert page.locator(".iw-legend").get_attribute("data-kind") == "diverging"
     o.check_clean()

@@ -75,6 +75,10 @@ export const tokenHeatmap: View = (ctx) => {
   const strip = heatStrip(docs, (i) => (classes[i] = first(values[i])));
   const { spans, offsets } = strip;
   root.append(h("div", { class: "iw-toolbar" }, [metricSelect, legendSlot]), strip.el);
+  if (!ctx.live) {
+    // a click still marks the token here, but no kernel hears it
+    root.append(h("div", { class: "iw-muted iw-static-select-note", text: "Static export: clicking a token marks it here; in a running notebook the selection also reaches Python (selected, on_select)." }));
+  }
   const tooltip = new Tooltip(root);
   const spanAt = (doc: number, pos: number) =>
     doc >= 0 && doc < docs.length && pos >= 0 && pos < docs[doc].length ? spans[offsets[doc] + pos] : undefined;
