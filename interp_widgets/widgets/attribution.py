@@ -21,8 +21,9 @@ from ._codec import encode_array
 
 class AttributionView(BaseWidget):
     """What writes logit(answer) - logit(wrong) after `prompt`: bars for the embeddings and each
-    attention layer and MLP, a layer x head heatmap, the top neurons; and each input token's
-    attribution (integrated gradients with its completeness gap, gradient x input, occlusion)."""
+    attention layer and MLP, a layer x head heatmap with bars for the largest heads, the top
+    neurons; and each input token's attribution (integrated gradients with its completeness gap,
+    gradient x input, occlusion)."""
 
     _view = t.Unicode("attribution").tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)

@@ -98,6 +98,9 @@ describe("attribution, steering and perturbation-flow views", () => {
     const root = el.querySelector('.iw-root[data-view="attribution"]')!;
     expect(root.querySelectorAll(".iw-attr-components .iw-num").length).toBe(3);
     expect(root.querySelectorAll(".iw-heatgrid .iw-lens-cell").length).toBe(2);
+    const headBars = Array.from(root.querySelectorAll(".iw-attr-heads .iw-num"));
+    expect(headBars.map((e) => e.getAttribute("data-label"))).toEqual(["L0H0", "L0H1"]);
+    expect(root.querySelector(".iw-attr-heads .iw-c-neg")).not.toBeNull();
     expect(root.querySelector(".iw-attr-gap")!.textContent).toContain("gap 0.01000");
     const select = root.querySelector("select.iw-attr-method") as HTMLSelectElement;
     select.value = "occlusion";

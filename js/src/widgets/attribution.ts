@@ -1,5 +1,5 @@
-// AttributionView: direct logit attribution (bars per component, a layer x head heatmap, the top
-// neurons) and input-token attribution as a token heatmap with a method switch.
+// AttributionView: direct logit attribution (bars per component, a layer x head heatmap with bars
+// for the largest heads, the top neurons) and input-token attribution as a token heatmap with a method switch.
 // State: tokens, answer_token, wrong_token, logit_diff, total, components [[label, value]], heads float32
 // [layer, head], top_neurons [[layer, neuron, value]], inputs [{method, target, values float32
 // [pos], completeness_gap, baseline_value, target_value}], prompt, can_rerun, _rev.
@@ -22,6 +22,9 @@ interface InputAttr {
   baseline_value: number | null;
   target_value: number;
 }
+
+/** Heads shown as bars beside the layer x head grid: the largest by |direct effect|. */
+const HEAD_BARS = 16;
 
 export const attributionView: View = (ctx) => rerunFrame(ctx, "iw-attr-body", renderBody);
 
@@ -104,6 +107,13 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
     tooltip.show(hit.cell, [tipRow("head", `L${hit.row}H${hit.col}`), tipRow("direct effect", fmt(heads[hit.row * H + hit.col]))]);
   });
   headGrid.el.addEventListener("mouseleave", () => tooltip.hide());
+  // the same numbers as bars, largest |effect| first (the top HEAD_BARS heads)
+  const headBars = signedBars(
+    Array.from(heads, (v, i): [string, number] => [`L${Math.floor(i / H)}H${i % H}`, v])
+      .sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]))
+      .slice(0, HEAD_BARS),
+    "iw-attr-heads",
+  );
 
   // neurons
   const neurons = signedBars(
@@ -155,7 +165,7 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
   body.replaceChildren(
     summary,
     section("direct logit attribution per component", comps),
-    section("per attention head", h("div", { class: "iw-lens-scroll" }, [headGrid.el]), legend(headScale, "direct effect")),
+    section("per attention head", h("div", { class: "iw-lens-scroll" }, [headGrid.el]), legend(headScale, "direct effect"), headBars),
     section("top MLP neurons", neurons),
     section("input-token attribution", h("div", { class: "iw-controls" }, [methodSelect, legendSlot]), strip.el, gapNote),
   );
