@@ -53,6 +53,31 @@ def test_auxk_trains_only_dead_latents():
     assert aux > 0 and (grad_rows[:5] > 0).any() and (grad_rows[5:] == 0).all()
 
 
+def test_encoder_starts_as_the_decoders_transpose():
+    cfg = TrainConfig(arch="topk", d_in=8, d_sae=32, k=2, l1_coefficient=None,
+                      total_samples=1000, batch_size=64, lr=1e-3, seed=0,
+                      auxk_coefficient=1 / 32, dead_after=10)
+    sae = _Trainer(cfg, torch.device("cpu")).sae
+    assert torch.equal(sae.W_enc.detach(), sae.W_dec.detach().T)
+    torch.testing.assert_close(sae.W_dec.detach().norm(dim=-1), torch.ones(32))
+
+
+def test_decoder_gradient_loses_its_component_along_each_row():
+    """Gao et al.: with unit-norm decoder rows, the gradient parallel to a row would only change
+    its norm (undone by the renormalisation), so it is projected out before the step."""
+    from interp_widgets.sae.train import _remove_parallel_grad
+
+    w = torch.nn.Parameter(torch.nn.functional.normalize(torch.randn(16, 8), dim=-1))
+    g = torch.randn(16, 8)
+    w.grad = g.clone()
+    _remove_parallel_grad(w)
+    rows = w.detach()
+    assert (w.grad * rows).sum(-1).abs().max() < 1e-6  # nothing left along each row
+    # what is left is the gradient minus its projection on each row, computed independently
+    want = torch.stack([gi - (gi @ ri) * ri for gi, ri in zip(g, rows)])
+    torch.testing.assert_close(w.grad, want)
+
+
 def test_checkpoint_and_resume(tmp_path, toy):
     _, x = toy
     kw = dict(arch="topk", d_sae=64, k=4, batch_size=256, progress=False, checkpoint_dir=tmp_path)
