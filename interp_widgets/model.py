@@ -288,17 +288,25 @@ class Model:
         return logits, cache if cache_holds(cache, n_pos) else None
 
     def run(self, inputs: Inputs, *, names: str | Sequence[str] | None = None,
-            prepend_bos: bool = True, saes: Sequence[Any] | None = None) -> Run:
+            prepend_bos: bool = True, saes: Sequence[Any] | None = None,
+            use_error_term: bool = False, edits: Sequence[Any] = ()) -> Run:
         """Run the model and return a `Run` with tokens, logits, per-token loss and a cache of
         exactly the hooks in `names` (none by default).
 
         `inputs` is a string, a list of strings (batched with right padding and an attention
         mask, so each row equals running that prompt alone), or token ids (used as given).
-        `saes`: SAEs spliced in for this run (see `interp_widgets.sae.run_with_saes`)."""
+        `saes`: SAEs spliced in for this run, with the error term added back if
+        `use_error_term` and feature `edits` (`sae.ablate` / `clamp` / `steer`) applied; see
+        `interp_widgets.sae.run_with_saes`."""
         if saes:
             from .sae.splice import run_with_saes
 
-            return run_with_saes(self, inputs, saes, names=names, prepend_bos=prepend_bos)
+            return run_with_saes(self, inputs, saes, names=names, prepend_bos=prepend_bos,
+                                 use_error_term=use_error_term, edits=edits)
+        if use_error_term or edits:
+            raise ValueError("use_error_term and edits apply to spliced SAEs: pass saes=[sae] "
+                             "as well (e.g. model.run(prompt, saes=[sae], edits=[clamp(sae, "
+                             "f, 5.0)])).")
         hooks = self.check_hook_names(names) if names is not None else []
         tokens, mask, single = self._tokenize(inputs, prepend_bos=prepend_bos)
         padded = bool((mask == 0).any())

@@ -188,6 +188,21 @@ def test_error_term_restores_the_clean_run(lm, sae):
     torch.testing.assert_close(run.logits, clean.logits, atol=1e-4, rtol=1e-4)
 
 
+def test_model_run_takes_the_error_term_and_edits(lm, sae, hook):
+    """model.run(saes=...) splices as run_with_saes does, error term and edits included."""
+    clean = lm.run(PROMPTS)
+    torch.testing.assert_close(lm.run(PROMPTS, saes=[sae], use_error_term=True).logits,
+                               clean.logits, atol=1e-4, rtol=1e-4)
+    edits = [steer(sae, 3, 2.0, positions=[1])]
+    a = lm.run(PROMPTS, saes=[sae], use_error_term=True, edits=edits, names=[hook])
+    b = run_with_saes(lm, PROMPTS, [sae], use_error_term=True, edits=edits, names=[hook])
+    torch.testing.assert_close(a.logits, b.logits)
+    torch.testing.assert_close(a.cache[hook], b.cache[hook])
+    assert not torch.allclose(a.logits, clean.logits)
+    with pytest.raises(ValueError, match="pass saes"):
+        lm.run(PROMPTS, use_error_term=True)
+
+
 def test_sae_hooks_are_cached(lm, sae, hook):
     names = [f"{hook}.hook_sae_acts_post", f"{hook}.hook_sae_error", hook]
     run = run_with_saes(lm, PROMPTS, [sae], names=names)
