@@ -75,3 +75,23 @@ def test_evaluate_sae_and_table(lm):
     assert {"l0", "fve", "ce_recovered", "delta_loss", "dead_fraction"} <= set(table.columns)
     with pytest.raises(ValueError, match="corpus is empty"):
         evaluate_sae(lm, sae, [], progress=False)
+
+
+def test_variance_explained_is_pooled_over_batches():
+    """FVE is 1 - (all squared errors) / (variance of all activations about their one mean),
+    not a mean of per-batch figures, which differ when batches differ in scale."""
+    from interp_widgets.sae.evaluate import _Accumulator
+
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(200, 4, generator=g), 5 * torch.randn(300, 4, generator=g) + 3]
+    recons = [x + 0.8 * torch.randn(x.shape, generator=g) for x in batches]
+    acc = _Accumulator(d_sae=2)
+    loss = torch.zeros(1, 3)
+    for x, r in zip(batches, recons):
+        acc.add(x, r, torch.ones(len(x), 2), loss, loss, loss + 1)
+    fve = acc.result(dense_threshold=0.1, bins=10).fve
+    x, r = torch.cat(batches).double(), torch.cat(recons).double()
+    pooled = 1 - float((x - r).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+    per_batch = sum(1 - float((a - b).pow(2).sum() / (a - a.mean(0)).pow(2).sum())
+                    for a, b in zip(batches, recons)) / 2
+    assert fve == pytest.approx(pooled, abs=1e-9) and abs(pooled - per_batch) > 0.05
