@@ -1,6 +1,8 @@
 """FeatureBrowser and PromptFeatures: what they sync, what they answer on request, their errors,
 and their static export (the browser half is in tests/e2e or test_export's Chromium checks)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ torch.set_num_threads(1)
 DOCS = ["When Mary and John went to the store, John gave a drink to Mary.",
         "The cat sat on the mat. The cat sat on the mat again.", "Everyone wanted the apple."] * 2
 PROMPT = "When Mary and John went to the store, John gave a drink to"
+HOOK = "blocks.1.hook_resid_pre"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def lm(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sae(lm):
-    return SAE(lm.cfg.d_model, 64, arch="topk", k=4, hook_name="blocks.1.hook_resid_pre", seed=0)
+    return SAE(lm.cfg.d_model, 64, arch="topk", k=4, hook_name=HOOK, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +75,24 @@ def test_feature_browser(lm, sae, scan, tmp_path):
     assert path.stat().st_size < 2_000_000
     with pytest.raises(ValueError, match="covers 64 units"):
         FeatureBrowser(lm, SAE(lm.cfg.d_model, 32, hook_name=sae.hook_name), scan=scan)
+
+
+def test_a_16k_feature_sae_is_browsed_without_sending_every_feature(lm):
+    """Up front the browser syncs one feature's panels; the list comes a page at a time."""
+    from test_widgets import synced_arrays
+
+    big = SAE(lm.cfg.d_model, 16_384, arch="topk", k=8, hook_name=HOOK, seed=1)
+    fb = FeatureBrowser(lm, big, scan=scan_features(lm, big, DOCS, k=5, progress=False),
+                        progress=False)
+    arrays = synced_arrays(fb)
+    assert all(16_384 not in shape for _, shape, _ in arrays), arrays
+    state = {k: v for k, v in fb.get_state().items() if k not in ("_esm", "_css")}
+    data_bytes = len(json.dumps(state, default=lambda v: "")) + sum(n for *_, n in arrays)
+    assert data_bytes < 20_000, data_bytes
+    page = fb.call("list", {"query": "", "sort": "max", "offset": 0, "limit": 50})
+    assert page["total"] == 16_384 and decode_array(page["ids"]).shape == (50,)
+    fb.call("select", {"feature": int(decode_array(page["ids"])[0])})
+    assert len(fb.call("examples", {})["top"]) > 0
 
 
 def test_feature_browser_without_scan(lm, sae):
