@@ -5,6 +5,8 @@ encodings (tests/data/saelens_6_54). Splicing uses the demo model when it is the
 random GPT-2."""
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,9 @@ from interp_widgets.sae import (
 )
 
 torch.set_num_threads(1)
-DATA = Path(__file__).parent / "data" / "saelens_6_54"
+DATA = Path(__file__).parent / "data" / "saelens_6_54"  # scripts/saelens_interop.py write
+#: a virtualenv with sae-lens (scripts/saelens_interop.py says how to make it)
+SAELENS_PYTHON = Path(os.environ.get("IW_SAELENS_PYTHON", "/tmp/iw-saelens-venv/bin/python"))
 PROMPTS = ["When Mary and John went to the store, John gave a drink to", "The cat sat"]
 
 
@@ -63,6 +67,30 @@ def test_reads_saelens_files_and_encodes_exactly_as_saelens(name):
         torch.testing.assert_close(sae.encode(exp["x"]), exp["acts"], rtol=0, atol=1e-6)
         torch.testing.assert_close(sae(exp["x"]), exp["recon"], rtol=0, atol=1e-5)
     assert sae.hook_name == "blocks.0.hook_resid_pre" and sae.model_name == "toy"
+
+
+@pytest.mark.skipif(not SAELENS_PYTHON.exists(), reason=(
+    f"no SAELens virtualenv at {SAELENS_PYTHON}: make one as scripts/saelens_interop.py says, "
+    "or point IW_SAELENS_PYTHON at its python"))
+def test_saelens_reads_what_we_save(tmp_path):
+    """SAE.save's files, loaded by SAELens itself (in its own virtualenv), encode and reconstruct
+    as ours do."""
+    g = torch.Generator().manual_seed(3)
+    ours = {}
+    for arch in ("standard", "topk", "jumprelu", "gated"):
+        sae, x = random_sae(arch), torch.randn(8, 16, generator=g)
+        sae.save(tmp_path / arch)
+        save_file({"x": x}, str(tmp_path / arch / "input.safetensors"))
+        ours[arch] = sae, x
+    script = Path(__file__).parents[1] / "scripts" / "saelens_interop.py"
+    done = subprocess.run([str(SAELENS_PYTHON), str(script), "read", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for arch, (sae, x) in ours.items():
+        theirs = load_file(str(tmp_path / arch / "saelens.safetensors"))
+        with torch.no_grad():
+            torch.testing.assert_close(sae.encode(x), theirs["acts"], rtol=0, atol=1e-6)
+            torch.testing.assert_close(sae(x), theirs["recon"], rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["standard", "topk", "jumprelu", "gated"])
