@@ -8,8 +8,8 @@ samples by the same code. Target (issue 5): at least 1.5x SAELens's samples/s at
 MSE and recovery.
 
 SAELens pins transformer-lens < 4, so it runs in a separate virtualenv at `--saelens-venv`
-(default /tmp/iw-saelens-venv); `--setup-saelens` creates it (pip install sae-lens). Without it
-the SAELens row says it was not measured.
+(default .venv-saelens, which `scripts/setup.sh --test` makes); `--setup-saelens` creates it
+(pip install sae-lens). Without it the SAELens row says it was not measured.
 
 Run: `.venv/bin/python benchmarks/bench_sae.py [--setup-saelens]` (writes its README section).
 """
@@ -35,6 +35,7 @@ from _common import interleaved_medians, machine, publish
 
 SAELENS_VERSION = "6.54.0"
 RUNNER = Path(__file__).with_name("_saelens_trainer.py")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def plain_topk(x: torch.Tensor, d_sae: int, k: int, samples: int, batch: int, lr: float):
@@ -120,7 +121,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--saelens-venv", type=Path, default=Path("/tmp/iw-saelens-venv"))
+    parser.add_argument("--saelens-venv", type=Path, default=REPO / ".venv-saelens")
     parser.add_argument("--setup-saelens", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()

@@ -1,22 +1,21 @@
 """SAELens's side of the SAE file-format checks. Runs in a virtualenv with sae-lens (it pins
 transformer-lens < 4, so it cannot share ours), and imports nothing from interp_widgets.
 
-    python -m venv /tmp/iw-saelens-venv
-    /tmp/iw-saelens-venv/bin/pip install torch==2.13.0 sae-lens==6.54.0
+    bash scripts/setup.sh --test      # makes .venv-saelens (torch==2.13.0, sae-lens==6.54.0)
 
 Two commands:
 
-    /tmp/iw-saelens-venv/bin/python scripts/saelens_interop.py write tests/data/saelens_6_54
+    .venv-saelens/bin/python scripts/saelens_interop.py write tests/data/saelens_6_54
         SAELens writes one SAE per case of `CASES` (random weights, seeded) with `save_model`,
         and beside it `expected.safetensors`: inputs x [8, d_in], its own encode(x) ("acts") and
         forward(x) ("recon"). These are the fixtures `tests/test_sae.py` reads.
 
-    /tmp/iw-saelens-venv/bin/python scripts/saelens_interop.py read DIR
+    .venv-saelens/bin/python scripts/saelens_interop.py read DIR
         For every folder under DIR with a cfg.json (written by `interp_widgets.sae.SAE.save`) and
         an `input.safetensors` holding x, SAELens loads the SAE with `SAE.load_from_disk` and
         writes `saelens.safetensors` with its encode(x) and forward(x).
         `tests/test_sae.py::test_saelens_reads_what_we_save` runs this when the virtualenv exists
-        (`IW_SAELENS_PYTHON`, default /tmp/iw-saelens-venv/bin/python).
+        (`IW_SAELENS_PYTHON`, default .venv-saelens/bin/python).
 """
 
 from __future__ import annotations

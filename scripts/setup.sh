@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv with interp-widgets installed (editable).
 #   bash scripts/setup.sh          # runtime only: enough for the demo
-#   bash scripts/setup.sh --test   # plus test tools, Debian's chromium and the JS toolchain
+#   bash scripts/setup.sh --test   # plus test tools, Debian's chromium, the JS toolchain and
+#                                  # SAELens in .venv-saelens
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -20,6 +21,12 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
   fi
   (cd js && npm ci --no-audit --no-fund --loglevel=error)
+  # SAELens in its own virtualenv (it pins transformer-lens < 4): the file-format test checks
+  # that it reads what we save, and benchmarks/bench_sae.py races its trainer
+  if [ ! -x .venv-saelens/bin/python ]; then
+    "$PY" -m venv .venv-saelens
+  fi
+  .venv-saelens/bin/python -m pip install -q "torch==2.13.0" "sae-lens==6.54.0"
 else
   .venv/bin/python -m pip install -q -e .
 fi

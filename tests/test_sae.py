@@ -29,7 +29,8 @@ from interp_widgets.sae import (
 torch.set_num_threads(1)
 DATA = Path(__file__).parent / "data" / "saelens_6_54"  # scripts/saelens_interop.py write
 #: a virtualenv with sae-lens (scripts/saelens_interop.py says how to make it)
-SAELENS_PYTHON = Path(os.environ.get("IW_SAELENS_PYTHON", "/tmp/iw-saelens-venv/bin/python"))
+SAELENS_PYTHON = Path(os.environ.get("IW_SAELENS_PYTHON",
+                                     Path(__file__).parents[1] / ".venv-saelens/bin/python"))
 PROMPTS = ["When Mary and John went to the store, John gave a drink to", "The cat sat"]
 
 
