@@ -1,10 +1,10 @@
 """Activation records: a unit's activation on each token of a short text, the input of explain,
 simulate and score.
 
-Records come from a neuron scan (`records_from_scan`: its top examples and a random sample drawn
-from its activation buckets), from any object with `tokens` and `acts` (`records_from_examples`),
-or from an activation matrix over a tokenized corpus (`records_from_activations`, for SAE latents
-and PCA/ICA directions).
+Records come from a scan (`records_from_scan`: its top examples and random ones, drawn from a
+NeuronScan's activation buckets or a FeatureScan's uniform sample of the corpus), from any object
+with `tokens` and `acts` (`records_from_examples`), or from an activation matrix over a tokenized
+corpus (`records_from_activations`, for SAE latents and PCA/ICA directions).
 """
 
 from __future__ import annotations
