@@ -10,7 +10,7 @@ import torch
 from _demo_status import needs_learned
 
 import interp_widgets as iw
-from interp_widgets.analysis import ablate_neuron, find_neurons, neuron_activations, scan_neurons
+from interp_widgets.analysis import ablate_neuron, find_neurons, scan_neurons
 from interp_widgets.demo.tasks import article_prompts
 
 torch.set_num_threads(1)
@@ -60,6 +60,7 @@ def test_mean_ablation_lowers_p_an_where_an_is_right(model, an_neuron, scan):
     rows = torch.arange(len(prompts))
     clean, ablated = r.prob_clean[rows, last, 0], r.prob_ablated[rows, last, 0]
     assert ablated.mean() < clean.mean()
-    acts = torch.tensor([neuron_activations(model, p, layer, neuron)[1][-1] for p in prompts])
+    hook = f"blocks.{layer}.mlp.hook_post"
+    acts = model.run(prompts, names=[hook]).cache[hook][rows, last, neuron]  # at the last token
     fires = acts > r.value
     assert fires.sum() >= 5 and (ablated < clean)[fires].float().mean() > 0.5

@@ -148,9 +148,9 @@ class _RandomContexts:
                 nz = (w.nan_to_num() != 0).any(0).nonzero()[:, 0]
                 cols.append(nz)
                 vals.append(w[:, nz].clone())
-        filled = len(keys)
-        self.key[:filled], self.prio[:filled], self.ctx[:filled] = keys, prios, torch.cat(ctx)
-        self.cols[:filled], self.vals[:filled] = cols, vals
+        # `cap` entries: the old slots (empty ones included) compete with the new positions
+        self.key, self.prio, self.ctx = keys, prios, torch.cat(ctx)
+        self.cols, self.vals = cols, vals
 
 
 class FeatureScan:
@@ -232,19 +232,9 @@ class FeatureScan:
         """Contexts at positions drawn uniformly from the whole corpus (the same positions for
         every feature), with this feature's activations on them: mostly zeros for a sparse
         feature. `value` is the activation at the drawn position."""
-        f = self._check(feature)
-        vocab, before, r = self.meta["vocab"], self.meta["context"][0], self._random
-        out = []
-        for slot in r.order():
-            ids = r.ctx[slot].tolist()
-            acts = r.acts(slot, f).tolist()
-            keep = [i for i, t in enumerate(ids) if t >= 0]
-            key = int(r.key[slot])
-            out.append(Example(doc=key >> _POS_BITS, pos=key & ((1 << _POS_BITS) - 1),
-                               value=acts[before], tokens=[vocab.get(str(ids[i]), f"<{ids[i]}>")
-                                                           for i in keep],
-                               acts=[acts[i] for i in keep], center=keep.index(before)))
-        return out
+        f, r, before = self._check(feature), self._random, self.meta["context"][0]
+        return [self._example(int(r.key[slot]), float(acts[before]), r.ctx[slot], acts)
+                for slot in r.order() for acts in [r.acts(slot, f)]]
 
     def _check(self, feature: int) -> int:
         if not 0 <= int(feature) < self.n_neurons:
@@ -253,20 +243,20 @@ class FeatureScan:
         return int(feature)
 
     def _examples(self, pool: _Pool, group: int) -> list[Example]:
+        return [self._example(int(pool.key[group, c]), float(pool.value[group, c]),
+                              pool.ctx[group, c], pool.act[group, c])
+                for c in range(pool.cap) if pool.key[group, c] >= 0]
+
+    def _example(self, key: int, value: float, ctx: torch.Tensor, act: torch.Tensor) -> Example:
+        """An Example from a (document, position) key and its window: ctx token ids [width]
+        (-1 outside the document) and act [width]."""
         vocab, before = self.meta["vocab"], self.meta["context"][0]
-        out = []
-        for c in range(pool.cap):
-            key = int(pool.key[group, c])
-            if key < 0:
-                continue
-            ids, acts = pool.ctx[group, c].tolist(), pool.act[group, c].tolist()
-            keep = [i for i, t in enumerate(ids) if t >= 0]
-            out.append(Example(doc=key >> _POS_BITS, pos=key & ((1 << _POS_BITS) - 1),
-                               value=float(pool.value[group, c]),
-                               tokens=[vocab.get(str(ids[i]), f"<{ids[i]}>") for i in keep],
-                               acts=[0.0 if math.isnan(acts[i]) else acts[i] for i in keep],
-                               center=keep.index(before)))
-        return out
+        ids, acts = ctx.tolist(), act.tolist()
+        keep = [i for i, t in enumerate(ids) if t >= 0]
+        return Example(doc=key >> _POS_BITS, pos=key & ((1 << _POS_BITS) - 1), value=value,
+                       tokens=[vocab.get(str(ids[i]), f"<{ids[i]}>") for i in keep],
+                       acts=[0.0 if math.isnan(acts[i]) else acts[i] for i in keep],
+                       center=keep.index(before))
 
     # -- folding batches in ---------------------------------------------------------------------
     def add_batch(self, tokens: torch.Tensor, mask: torch.Tensor, codes: torch.Tensor,
