@@ -201,6 +201,8 @@ def test_heatmap_packed_tokens_decode_in_a_real_browser(tmp_path, opened):
     w = TokenHeatmap(docs, [np.arange(len(d), dtype=np.float32) for d in docs])
     assert w.get_state()["tokens"]["lengths"]["dtype"] == "uint16"
     o = opened(w.to_html(tmp_path / "u.html"))
+    # past its first screenfuls the strip is built just after the first paint
+    o.page.wait_for_function("document.querySelectorAll('.iw-token').length === 3010")
     got = o.page.evaluate("""() => Array.from(document.querySelectorAll(".iw-token"),
         (s) => [s.dataset.doc, s.dataset.pos, s.textContent])""")
     # U+FEFF counts as whitespace (JS \s) and shows as "·": a BOM eaten by the decoder would not

@@ -12,6 +12,10 @@ export interface ViewContext {
   needsKernel<T extends HTMLElement>(el: T): T;
   showError(message: string): void;
   clearError(): void;
+  /** Run `fn` once the view's first frame has been painted (for work that can wait for it). */
+  afterPaint(fn: () => void): void;
+  /** A performance mark named `what`, with the view's DOM id as its detail. */
+  mark(what: string): void;
 }
 
 export type View = (ctx: ViewContext) => (() => void) | void;
@@ -37,6 +41,7 @@ export function renderView(model: WidgetModel, el: HTMLElement, views: Record<st
   root.append(errors);
   const mark = (what: string) => performance?.mark?.(what, { detail: root.id });
   mark("iw-render-start");
+  const painted: (() => void)[] = [];
 
   const ctx: ViewContext = {
     model,
@@ -60,6 +65,10 @@ export function renderView(model: WidgetModel, el: HTMLElement, views: Record<st
     clearError() {
       errors.replaceChildren();
     },
+    afterPaint(fn) {
+      painted.push(fn);
+    },
+    mark,
   };
 
   el.append(root);
@@ -74,7 +83,10 @@ export function renderView(model: WidgetModel, el: HTMLElement, views: Record<st
   if (!live && root.querySelector("[data-needs-kernel]")) {
     root.insertBefore(h("div", { class: "iw-static-note", text: STATIC_NOTE }), root.firstChild);
   }
-  const done = () => mark("iw-render-end");
+  const done = () => {
+    mark("iw-render-end");
+    for (const fn of painted.splice(0)) fn();
+  };
   if (typeof requestAnimationFrame === "function") requestAnimationFrame(() => setTimeout(done, 0));
   else setTimeout(done, 0);
 

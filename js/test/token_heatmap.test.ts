@@ -6,7 +6,7 @@ import { heatStrip } from "../src/components/heat_strip";
 import { chooseScale, paintClass } from "../src/components/scale";
 import { tokenClasser } from "../src/widgets/token_heatmap";
 import { displayToken, tokenStrip } from "../src/components/tokens";
-import { cleanUpAfterEach, click, mount, over } from "./mount";
+import { cleanUpAfterEach, click, mount, over, tick } from "./mount";
 import fixture from "./fixtures/codec_cases.json";
 
 const bytes = (b64: string) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -110,7 +110,7 @@ describe("heatStrip", () => {
 
   it("cuts chunks with content-visibility and a height estimate; newlines break lines", () => {
     const doc = Array.from({ length: 2000 }, (_, i) => (i % 100 === 99 ? "\n" : ` t${i}`));
-    const { el } = heatStrip([doc], () => "iw-token", { chunk: 150, width: 600 });
+    const { el } = heatStrip([doc], () => "iw-token", { chunk: 150, width: 600, eagerPx: Infinity });
     const chunks = Array.from(el.querySelectorAll<HTMLElement>(".iw-chunk"));
     // a chunk ends at the first newline after 150 tokens: every 200 tokens here
     expect(chunks.length).toBe(10);
@@ -123,6 +123,42 @@ describe("heatStrip", () => {
       expect(Number(m![1])).toBeGreaterThan(5 * 24);
       expect(Number(m![1])).toBeLessThan(30 * 24);
     }
+  });
+
+  it("builds the first chunks at once and the rest later, in slices, to the same spans", async () => {
+    const docs = [Array.from({ length: 1000 }, (_, i) => (i % 50 === 49 ? "\n" : ` t${i}`)), ["x", " y"]];
+    const runs: (() => void)[] = [];
+    // width: wider than the window, so that the eager estimate is the chunks' own
+    const opts = { chunk: 100, width: 5000, slice: 300, later: (f: () => void) => runs.push(f) };
+    const strip = heatStrip(docs, (i) => `iw-token k${i % 3}`, { ...opts, eagerPx: 1 });
+    expect(strip.spans.length).toBe(100); // one chunk at least
+    const chunks = Array.from(strip.el.querySelectorAll<HTMLElement>(".iw-chunk"));
+    const estimate = (c: HTMLElement) => Number(/auto (\d+)px/.exec(c.style.getPropertyValue("contain-intrinsic-size"))![1]);
+    // whole chunks until their estimated height reaches eagerPx
+    const eagerPx = estimate(chunks[0]) + estimate(chunks[1]) + 1;
+    expect(heatStrip(docs, () => "iw-token", { ...opts, eagerPx, later: () => {} }).spans.length).toBe(300);
+    expect(strip.offsets).toEqual([0, 1000, 1002]);
+    expect(chunks.length).toBe(11);
+    // built chunks lose their placeholder height; the others keep their estimate until built
+    expect(chunks[0].style.height).toBe("");
+    for (const c of chunks.slice(1)) expect(c.style.height).toBe(`${estimate(c)}px`);
+    expect(runs.length).toBe(1); // nothing more until `later` runs it
+    runs[0]();
+    expect(strip.spans.length).toBe(400); // one slice
+    await strip.done;
+    expect(strip.spans.length).toBe(1002);
+    expect(Array.from(strip.el.querySelectorAll(".iw-token"))).toEqual(strip.spans);
+    expect(chunks.every((c) => c.style.height === "")).toBe(true);
+    const all = heatStrip(docs, (i) => `iw-token k${i % 3}`, { ...opts, eagerPx: Infinity });
+    expect(strip.el.innerHTML).toBe(all.el.innerHTML);
+  });
+
+  it("stop() halts a build in progress", async () => {
+    const doc = Array.from({ length: 900 }, (_, i) => ` t${i}`);
+    const strip = heatStrip([doc], () => "iw-token", { chunk: 100, eagerPx: 1, slice: 100, later: (f) => setTimeout(f, 0) });
+    strip.stop();
+    await tick(30);
+    expect(strip.spans.length).toBe(200);
   });
 
   it("an empty document still gets its block", () => {
@@ -211,6 +247,33 @@ describe("token heatmap view on packed tokens", () => {
     expect(tip.textContent).toContain("doc 1");
     expect(tip.textContent).toContain("3.000"); // loss of token 4
     expect(tip.textContent).toContain("-0.2500"); // diff of token 4
+  });
+
+  it("past the first screenfuls: a metric switch and a selection made while the rest is built reach it", async () => {
+    const n = 5000;
+    const tokens = Array.from({ length: n }, (_, i) => ` w${i}`);
+    const ramp = Array.from({ length: n }, (_, i) => i / (n - 1)); // 0 .. 1
+    const { model, el } = mount({
+      ...state(),
+      tokens: encodeStrings([tokens]),
+      metrics: [
+        { name: "up", values: encodeArray(ramp, [n], "float32") },
+        { name: "down", values: encodeArray(ramp.map((v) => 1 - v), [n], "float32") },
+      ],
+      metric: "up",
+    });
+    const built = () => el.querySelectorAll(".iw-token").length;
+    expect(built()).toBeGreaterThan(0);
+    expect(built()).toBeLessThan(n);
+    model.set("metric", "down");
+    model.set("selected", [0, n - 1]);
+    for (let t = 0; t < 200 && built() < n; t++) await tick(10);
+    expect(built()).toBe(n);
+    const spans = el.querySelectorAll<HTMLElement>(".iw-token");
+    expect(spans[n - 1].className).toBe("iw-token iw-c-seq iw-a0 iw-selected"); // "down" is 0 there
+    expect(spans[0].className).toBe("iw-token iw-c-seq iw-a15 iw-strong");
+    expect(el.querySelectorAll(".iw-selected").length).toBe(1);
+    expect(performance.getEntriesByName("iw-strip-built").some((m) => (m as PerformanceMark).detail === el.firstElementChild!.id)).toBe(true);
   });
 
   it("a selection set from Python marks the right span; out of range marks none", () => {

@@ -214,6 +214,29 @@ def test_hostile_tokens_are_text_in_jupyterlab(lab):
     assert lab.page.evaluate("() => window.__iw_pwned") is None
 
 
+def test_heatmap_of_20000_tokens_builds_completely_and_stays_live(lab):
+    """20,000 tokens: the view builds its first screenfuls before the first paint and the rest
+    just after; then every span is in the page, the last token's tooltip shows Python's value
+    and clicking it reaches Python."""
+    lab.run_code("big = iw.TokenHeatmap([f' w{i}' for i in range(20000)], "
+                 "{'rank': [i / 1000 for i in range(20000)]})\nbig")
+    root = lab.page.locator(".iw-root[data-view='token_heatmap']").last
+    last = root.locator(".iw-token[data-doc='0'][data-pos='19999']")
+    last.wait_for(state="attached", timeout=60_000)
+    assert root.locator(".iw-token").count() == 20000
+    assert root.locator(".iw-chunk[style*='height']").count() == 0  # no placeholder left
+    last.scroll_into_view_if_needed()
+    last.hover()
+    assert "20.00" in root.locator(".iw-tooltip").inner_text()  # 19.999 to 4 digits
+    last.click()
+    got = None
+    for _ in range(10):
+        got = lab.run_json("import json\nprint(json.dumps(big.selected))")
+        if got == [0, 19999]:
+            break
+    assert got == [0, 19999]
+
+
 def test_attention_view_on_1024_tokens(lab):
     """A 1,024-token view: enlarge a head, hover a late token, and the page names the key it
     attends to most, as the kernel computes it."""

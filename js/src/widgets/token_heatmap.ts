@@ -3,7 +3,8 @@
 // string[][] is read too), metrics [{name, values: float32 [n_tokens_total]}], metric, cmap,
 // center, vmin, vmax, has_predictions, selected [doc, pos] | null.
 // Drawing is built for 20,000+ tokens (components/heat_strip.ts): every span is made once with its
-// colour class; a metric switch rewrites only the classes that change.
+// colour class, the first screenfuls before the first paint and the rest just after it; a metric
+// switch rewrites only the classes that change.
 import { decodeArray, decodeStringRows, type EncodedArray, type EncodedStrings } from "../codec";
 import { fmt, h, select } from "../components/dom";
 import { heatStrip } from "../components/heat_strip";
@@ -70,9 +71,10 @@ export const tokenHeatmap: View = (ctx) => {
     return tokenClasser(scale);
   };
 
-  // First draw: each span gets its colour as it is made.
-  const first = colouring();
-  const strip = heatStrip(docs, (i) => (classes[i] = first(values[i])));
+  // Each span gets its colour as it is made (by the colouring current then); past the first
+  // screenfuls the strip is built after the first paint, and marks iw-strip-built when complete.
+  let classOf = colouring();
+  const strip = heatStrip(docs, (i) => (classes[i] = classOf(values[i])), { later: ctx.afterPaint });
   const { spans, offsets } = strip;
   root.append(h("div", { class: "iw-toolbar" }, [metricSelect, legendSlot]), strip.el);
   if (!ctx.live) {
@@ -85,7 +87,7 @@ export const tokenHeatmap: View = (ctx) => {
 
   let selectedSpan: HTMLElement | null = null;
   const recolour = () => {
-    const classOf = colouring();
+    classOf = colouring();
     for (let i = 0; i < spans.length; i++) {
       const c = classOf(values[i]);
       if (c !== classes[i]) {
@@ -166,7 +168,12 @@ export const tokenHeatmap: View = (ctx) => {
   model.on("change:selected", showSelected);
 
   showSelected();
+  strip.done.then(() => {
+    showSelected(); // a selection beyond the first screenfuls has its span now
+    ctx.mark("iw-strip-built");
+  });
   return () => {
+    strip.stop();
     for (const k of ["metric", "cmap", "center", "vmin", "vmax"]) model.off(`change:${k}`, restyle);
     model.off("change:selected", showSelected);
   };
