@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import traitlets as t
 
 import interp_widgets as iw
 from interp_widgets.analysis.attention import attention_patterns
@@ -127,6 +128,15 @@ def test_heatmap_several_documents_drop_padding():
 def test_heatmap_errors_say_what_is_wrong(tokens, metrics, message):
     with pytest.raises(ValueError, match=message):
         TokenHeatmap(tokens, metrics)
+
+
+def test_heatmap_tokens_set_later_are_checked():
+    w = TokenHeatmap(["a", " b"], [1.0, 2.0])
+    for bad in ([["a", 3]], ["ab"], [("a",)]):
+        with pytest.raises(t.TraitError, match="a list of documents, each a list of token strings"):
+            w.tokens = bad
+    w.tokens = [["x", " y"]]
+    assert w.tokens == [["x", " y"]]
 
 
 def test_heatmap_click_calls_on_select():

@@ -45,6 +45,20 @@ def _per_document(name: str, values: Any, docs: list[list[str]], single: bool
     return [row[: len(doc)] for row, doc in zip(rows, docs)]
 
 
+class _Documents(t.List):
+    """A trait of [doc][pos] token strings, checked in one pass: `t.List(t.List(t.Unicode()))`
+    validates each string through a trait (about 1 microsecond each: 20 ms for 20,000 tokens)."""
+
+    def validate(self, obj: Any, value: Any) -> list[list[str]]:
+        value = super().validate(obj, value)
+        if not all(isinstance(d, list) and all(isinstance(x, str) for x in d) for d in value):
+            self.error(obj, value)
+        return value
+
+    def info(self) -> str:
+        return "a list of documents, each a list of token strings"
+
+
 def _tokens_to_json(docs: list[list[str]], _widget: Any) -> dict[str, Any]:
     """The [doc][pos] token strings packed for the wire (one UTF-8 buffer + byte lengths + tokens
     per document; `_codec.encode_strings`) instead of a JSON list of lists."""
@@ -73,8 +87,7 @@ class TokenHeatmap(BaseWidget):
 
     _view = t.Unicode("token_heatmap").tag(sync=True)
     #: [doc][pos] token strings; travel packed (see `_tokens_to_json`)
-    tokens = t.List(t.List(t.Unicode())).tag(sync=True, to_json=_tokens_to_json,
-                                              from_json=_tokens_from_json)
+    tokens = _Documents().tag(sync=True, to_json=_tokens_to_json, from_json=_tokens_from_json)
     metrics = t.List(t.Dict()).tag(sync=True)  # [{"name", "values": float32 [total tokens]}]
     metric = t.Unicode("").tag(sync=True)
     cmap = t.Enum(["auto", "diverging", "sequential"], "auto").tag(sync=True)
