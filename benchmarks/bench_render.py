@@ -244,6 +244,8 @@ def main() -> None:
         return "met" if ms <= TARGET_MS else "missed"
 
     n = f"{args.tokens:,}"
+    at_paint = sorted({r["spans_at_paint"] for r in live + static})
+    held = " to ".join(f"{x:,}" for x in (at_paint[0], at_paint[-1])[: len(at_paint)])
     body = f"""## Render: cell execution to first complete paint ({n} tokens)
 
 | where | first complete paint: median of {args.runs} warm runs | of which kernel + transport + module | of which drawing + first paint | cold first run | target <= {TARGET_MS:.0f} ms | all {n} spans in the page (median) |
@@ -258,9 +260,8 @@ the cell constructs the widget (tokens and values were made by an earlier cell);
 those of the median run. All runs (ms): {", ".join(f"{r['total']:.0f}" for r in live)}. Static: the
 `iw-render-end` mark counted from navigation start.
 
-At the first paint the strip held {min(r["spans_at_paint"] for r in live + static):,} to {max(r["spans_at_paint"] for r in live + static):,} of the {n} spans, and in
-every run none of its visible area was waiting to be built (checked when `iw-render-end` is
-marked); the rest are built just after, in slices of 4,000 tokens (one task each), and the
+At the first paint the strip held {held} of the {n} spans, and in every run none of its
+visible area was waiting to be built (checked when `iw-render-end` is marked); the rest are built just after, in slices of 4,000 tokens (one task each), and the
 last column is when the strip marks `iw-strip-built`. All {n} spans are then checked present.
 
 Scrolling (static export): the page scrolls the heatmap ({scroll["container"]}, {scroll["range"]:,} px)
