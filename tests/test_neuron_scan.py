@@ -67,6 +67,19 @@ def test_top_values_and_stats_match_brute_force(scan, brute):
     assert (counts - ref).abs().sum() <= 2  # the same bins, up to edge rounding
 
 
+def test_last_layer_scan_matches_brute_force(model, docs):
+    """The last layer too (the forward pass stops at the hook; TL's stop_at_layer would not stop
+    before the unembedding there), in padded batches."""
+    last = model.cfg.n_layers - 1
+    hook = f"blocks.{last}.mlp.hook_post"
+    s = scan_neurons(model, docs, last, k=4, batch_size=4, progress=False, correlations=False)
+    acts = torch.cat([model.run(d, names=[hook]).cache[hook][0, 1:] for d in docs if d]).float()
+    for n in (0, 9, s.n_neurons - 1):
+        torch.testing.assert_close(s.top_values(n), acts[:, n].topk(4).values, atol=1e-5,
+                                   rtol=1e-5)
+    torch.testing.assert_close(s.mean, acts.double().mean(0), atol=1e-6, rtol=1e-6)
+
+
 def test_top_examples_point_at_the_right_tokens(model, scan, brute):
     _, _, rows = brute
     examples = scan.top_examples(5)

@@ -659,21 +659,36 @@ def iter_corpus(model: Model, corpus: Iterable[str | Sequence[int]], batch_size:
         start += len(batch)
 
 
+class _Captured(Exception):
+    """Raised by the hook of `layer_activations` once it holds the activation: nothing after it
+    can change it, so the forward pass stops there."""
+
+
 def layer_activations(model: Model, rows: list[list[int]], name: str,
                       layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(tokens, mask LongTensor[batch, pos], acts Tensor[batch, pos, ...] at hook `name`) for
-    token-id rows, right-padded as `Model.run` pads them. The model runs only through block
-    `layer` (TransformerBridge's `stop_at_layer`): later blocks and the unembedding cannot change
-    the activation, and a scan of an early layer skips most of the work. (`Model.run` always
-    computes the logits, so it is not used here.)"""
+    token-id rows, right-padded as `Model.run` pads them. The forward pass stops at the hook
+    (`name` is in block `layer`): the rest of that block, the later blocks and the unembedding
+    cannot change the activation, and skipping them is most of a scan's saving. (TL's
+    `stop_at_layer` would not do for the last layer: at n_layers it runs the unembedding too.)"""
     tokens = model.to_tokens(rows, prepend_bos=False)  # checked and padded by Model
     lengths = torch.tensor([len(r) for r in rows], device=tokens.device)
     mask = (torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]).long()
     kwargs = {"attention_mask": mask} if bool((mask == 0).any()) else {}
+    got: list[torch.Tensor] = []
+
+    def capture(x: torch.Tensor, hook: Any) -> None:
+        got.append(x)
+        raise _Captured
+
     with torch.no_grad():
-        _, cache = model.bridge.run_with_cache(tokens, names_filter=[name],
-                                               stop_at_layer=layer + 1, **kwargs)
-    return tokens, mask, cache[name]
+        try:
+            model.bridge.run_with_hooks(tokens, fwd_hooks=[(name, capture)], **kwargs)
+        except _Captured:
+            pass
+    if not got:
+        raise RuntimeError(f"hook {name!r} did not fire in block {layer}'s forward pass")
+    return tokens, mask, got[0]
 
 
 def _tokenize(model: Model, batch: list, start: int) -> list[list[int]]:
