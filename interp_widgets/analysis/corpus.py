@@ -1,7 +1,7 @@
 """Corpus-scale neuron scans: one streaming pass over a corpus for every neuron of a layer.
 
 `scan_neurons` runs each document as its own row (BOS + document, cut to the context) in padded
-batches through `Model.run`, and folds each batch into running state whose size does not depend
+batches, stopping each forward pass at the scanned hook (`layer_activations`), and folds each batch into running state whose size does not depend
 on the corpus length: O(neurons x k) for examples, O(neurons x bins) for histograms and
 O(neurons^2) for the correlation statistics. Written by hand because no kept library streams
 top-k examples with contexts per neuron.
