@@ -1,10 +1,10 @@
 """Corpus-scale neuron scans: one streaming pass over a corpus for every neuron of a layer.
 
 `scan_neurons` runs each document as its own row (BOS + document, cut to the context) in padded
-batches, stopping each forward pass at the scanned hook (`layer_activations`), and folds each batch into running state whose size does not depend
-on the corpus length: O(neurons x k) for examples, O(neurons x bins) for histograms and
-O(neurons^2) for the correlation statistics. Written by hand because no kept library streams
-top-k examples with contexts per neuron.
+batches, stopping each forward pass at the scanned hook (`layer_activations`), and folds each
+batch into running state whose size does not depend on the corpus length: O(neurons x k) for
+examples, O(neurons x bins) for histograms and O(neurons^2) for the correlation statistics.
+Written by hand because no kept library streams top-k examples with contexts per neuron.
 
 Two orderings make the result independent of how the corpus is split (so `NeuronScan.merge` of
 shards is the same as one scan):
