@@ -33,11 +33,6 @@ def scan(model, an_neuron, corpus):
 
 
 @needs_learned("articles")
-@pytest.mark.xfail(strict=False, reason=(
-    "the committed model's top ' an' neuron (L1 N181) also fires one token early, on the adverb "
-    "of '... Mike boldly picked an ...': ' an' is next or predicted in 15 of its 20 top "
-    "contexts (75%) here; 70-85% over other corpus draws, 79 of the top 100 over 1,000 "
-    "documents"))
 def test_top_contexts_are_followed_or_predicted_by_an(model, an_neuron, corpus, scan):
     top = scan.top_examples(an_neuron[1])
     run = model.run([corpus[e.doc] for e in top])
