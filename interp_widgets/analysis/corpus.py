@@ -664,13 +664,13 @@ class _Captured(Exception):
     can change it, so the forward pass stops there."""
 
 
-def layer_activations(model: Model, rows: list[list[int]], name: str,
-                      layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def layer_activations(model: Model, rows: list[list[int]],
+                      name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(tokens, mask LongTensor[batch, pos], acts Tensor[batch, pos, ...] at hook `name`) for
-    token-id rows, right-padded as `Model.run` pads them. The forward pass stops at the hook
-    (`name` is in block `layer`): the rest of that block, the later blocks and the unembedding
-    cannot change the activation, and skipping them is most of a scan's saving. (TL's
-    `stop_at_layer` would not do for the last layer: at n_layers it runs the unembedding too.)"""
+    token-id rows, right-padded as `Model.run` pads them. The forward pass stops at the hook: the
+    rest of its block, the later blocks and the unembedding cannot change the activation, and
+    skipping them is most of a scan's saving. (TL's `stop_at_layer` would not do for the last
+    layer: at n_layers it runs the unembedding too.)"""
     tokens = model.to_tokens(rows, prepend_bos=False)  # checked and padded by Model
     lengths = torch.tensor([len(r) for r in rows], device=tokens.device)
     mask = (torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]).long()
@@ -687,7 +687,7 @@ def layer_activations(model: Model, rows: list[list[int]], name: str,
         except _Captured:
             pass
     if not got:
-        raise RuntimeError(f"hook {name!r} did not fire in block {layer}'s forward pass")
+        raise RuntimeError(f"hook {name!r} did not fire in the forward pass")
     return tokens, mask, got[0]
 
 
@@ -752,7 +752,7 @@ def scan_neurons(model: Model, corpus: Iterable[str | Sequence[int]], layer: int
             if batch.rows is not None:
                 if batch.rows:
                     tokens, mask, acts = layer_activations(model, [r for _, r in batch.rows],
-                                                           name, layer)
+                                                           name)
                     acts = acts.float().cpu()  # [batch, pos, neuron]
                     docs = torch.tensor([i for i, _ in batch.rows])
                 with _defer_interrupt():

@@ -94,6 +94,17 @@ class _Pool:
         self.ctx[grp, slot], self.act[grp, slot] = new_ctx, new_act
 
 
+def _windows(padded: torch.Tensor, rows: torch.Tensor, at: torch.Tensor,
+             offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The context windows around positions `at` [m] of rows `rows` [m] of `padded` (tokens
+    [batch, pos], -1 at BOS and padding): (positions clamped into the row [m, width], token ids
+    IntTensor [m, width], -1 outside the row or at BOS / padding)."""
+    pos = at[:, None] + offsets  # [m, width]
+    inside = (pos >= 0) & (pos < padded.shape[1])
+    pc = pos.clamp(0, padded.shape[1] - 1)
+    return pc, torch.where(inside, padded[rows[:, None], pc], -1).to(torch.int32)
+
+
 class _RandomContexts:
     """A uniform sample of `cap` corpus positions (bottom-`cap` by a fixed hash of (document,
     position)), each with its context window of tokens, ctx [cap, width] (-1 outside), and the
@@ -137,13 +148,9 @@ class _RandomContexts:
         cols = [self.cols[i] for i in old.tolist()]
         vals = [self.vals[i] for i in old.tolist()]
         if len(new):
-            pos = p[new, None] + offsets  # [m, width]
-            inside = (pos >= 0) & (pos < padded.shape[1])
-            pc = pos.clamp(0, padded.shape[1] - 1)
-            rows = r[new, None]
-            c = torch.where(inside, padded[rows, pc], -1).to(torch.int32)  # [m, width]
+            pc, c = _windows(padded, r[new], p[new], offsets)  # [m, width]
             ctx.append(c)
-            window = torch.where((c >= 0)[..., None], codes[rows, pc].float(), math.nan)
+            window = torch.where((c >= 0)[..., None], codes[r[new, None], pc].float(), math.nan)
             for w in window:  # [width, feature]
                 nz = (w.nan_to_num() != 0).any(0).nonzero()[:, 0]
                 cols.append(nz)
@@ -281,12 +288,8 @@ class FeatureScan:
         key = (docs[r] << _POS_BITS) | p
 
         def context(i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            pos = p[i, None] + offsets  # [m, width]
-            inside = (pos >= 0) & (pos < tokens.shape[1])
-            pc = pos.clamp(0, tokens.shape[1] - 1)
-            ctx = torch.where(inside, padded[r[i, None], pc], -1).to(torch.int32)
-            act = torch.where(inside & (ctx >= 0), codes[r[i, None], pc, f[i, None]].float(),
-                              math.nan)
+            pc, ctx = _windows(padded, r[i], p[i], offsets)  # [m, width]
+            act = torch.where(ctx >= 0, codes[r[i, None], pc, f[i, None]].float(), math.nan)
             return ctx, act
 
         none = torch.zeros_like(key)

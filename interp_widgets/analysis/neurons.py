@@ -78,7 +78,7 @@ def corpus_activations(model: Model, corpus, layer: int, neuron: int, *,
     out = []
     for batch in iter_corpus(model, corpus, batch_size):
         if batch.rows:
-            _, _, acts = layer_activations(model, [r for _, r in batch.rows], name, layer)
+            _, _, acts = layer_activations(model, [r for _, r in batch.rows], name)
             acts = acts[..., n].float().cpu()  # [batch, pos]
             out += [(d, r, acts[i, : len(r)]) for i, (d, r) in enumerate(batch.rows)]
     return out
