@@ -15,6 +15,22 @@ sys.path.insert(0, str(Path(__file__).parent / "e2e"))
 import e2e_harness as harness  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run tests marked slow (or set IW_RUN_SLOW=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` run only with --run-slow or IW_RUN_SLOW=1; the default run (CI's)
+    keeps a representative subset of each capability unmarked."""
+    if config.getoption("--run-slow") or os.environ.get("IW_RUN_SLOW", "") in ("1", "true"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow or IW_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def model() -> iw.Model:
     """The bundled demo model (LayerNorm folded), on CPU."""
