@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up a virtual environment in .venv with interp-widgets installed (editable).
-#   bash scripts/setup.sh          # runtime only: enough for the demo
+#   bash scripts/setup.sh          # runtime and JupyterLab: enough for the demo
 #   bash scripts/setup.sh --test   # plus test tools, Debian's chromium, the JS toolchain and
 #                                  # SAELens in .venv-saelens
 set -euo pipefail
@@ -28,5 +28,5 @@ if [ "${1:-}" = "--test" ]; then
   fi
   .venv-saelens/bin/python -m pip install -q "torch==2.13.0" "sae-lens==6.54.0"
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -e ".[demo]"
 fi
