@@ -104,6 +104,20 @@ def test_quickstart_renders_every_widget_in_jupyterlab(lab, artifacts_dir):
     assert n >= 3
 
 
+def test_every_quickstart_widget_fits_1400px_without_horizontal_scrolling(lab):
+    """At the context's 1,400 px width, no widget's root or scroll box is wider than its space
+    (the logit lens of section 3, 17 tokens, used to hide its last column behind a scroll)."""
+    assert lab.page.viewport_size["width"] == 1400
+    overflowing = lab.page.evaluate(
+        """() => [...document.querySelectorAll('.jp-OutputArea-output .iw-root')].flatMap((root, i) =>
+          [root, ...root.querySelectorAll('*')]
+            .filter((el) => el === root || ['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
+            .filter((el) => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+            .map((el) => `${i}:${root.dataset.view}:${el.className} ${el.scrollWidth}>${el.clientWidth}`))"""
+    )
+    assert overflowing == [], overflowing
+
+
 def _heatmap_probe(lab: h.NotebookPage) -> dict:
     """Ask the kernel which token to hover and what its value is (computed in Python)."""
     out = lab.run_code(

@@ -64,7 +64,10 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
   });
   grid.append(frag);
   const detail = h("div", { class: "iw-lens-detail" });
-  body.replaceChildren(h("div", { class: "iw-lens-scroll" }, [grid]), detail);
+  const scroller = h("div", { class: "iw-lens-scroll" }, [grid]);
+  body.replaceChildren(scroller, detail);
+  // When the prompt is too long to fit, show the last column (the next-token prediction) first.
+  requestAnimationFrame(() => (scroller.scrollLeft = scroller.scrollWidth));
 
   const recolour = () => {
     const useTarget = colourBy.value === "target" && !!targetProbs;
