@@ -10,9 +10,10 @@ The public API is flat: every name in `interp_widgets.analysis` (pure computatio
 `iw.autointerp` and `iw.demo` are submodules.
 """
 
-from . import analysis, autointerp, demo, sae, widgets
+from . import analysis, autointerp, demo, interchange, sae, widgets
 from ._errors import UnknownHookError
 from .analysis import *
+from .interchange import *
 from .model import Model, Run, available_devices, hook_name, load_model
 from .sae import *
 from .widgets import *
@@ -21,6 +22,6 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     {"Model", "Run", "UnknownHookError", "autointerp", "available_devices", "demo", "hook_name",
-     "load_model"}
-    | set(analysis.__all__) | set(sae.__all__) | set(widgets.__all__)
+     "interchange", "load_model"}
+    | set(analysis.__all__) | set(interchange.__all__) | set(sae.__all__) | set(widgets.__all__)
 )

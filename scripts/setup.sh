@@ -2,7 +2,7 @@
 # Set up a virtual environment in .venv with interp-widgets installed (editable).
 #   bash scripts/setup.sh          # runtime and JupyterLab: enough for the demo
 #   bash scripts/setup.sh --test   # plus test tools, Debian's chromium, the JS toolchain and
-#                                  # SAELens in .venv-saelens
+#                                  # SAELens in .venv-saelens, Delphi in .venv-delphi
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -27,6 +27,17 @@ if [ "${1:-}" = "--test" ]; then
     "$PY" -m venv .venv-saelens
   fi
   .venv-saelens/bin/python -m pip install -q "torch==2.13.0" "sae-lens==6.54.0"
+  # Delphi in its own virtualenv: the latent-cache test checks that its loader reads what we
+  # write. eai-delphi requires vLLM, bitsandbytes and sparsify, which only its LLM clients and
+  # SAE loaders use (not its cache and loader), so it goes in without them, beside what
+  # delphi.latents imports
+  if [ ! -x .venv-delphi/bin/python ]; then
+    "$PY" -m venv .venv-delphi
+  fi
+  .venv-delphi/bin/python -m pip install -q "torch==2.13.0" transformers safetensors numpy \
+    jaxtyping "asyncer>=0.0.8" simple_parsing blobfile orjson faiss-cpu sentence-transformers \
+    datasets
+  .venv-delphi/bin/python -m pip install -q --no-deps "eai-delphi==0.1.3"
 else
   .venv/bin/python -m pip install -q -e ".[demo]"
 fi

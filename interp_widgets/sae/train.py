@@ -19,6 +19,7 @@ TransformerLens 4; the loop is small, and `benchmarks/bench_sae.py` compares it 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -85,6 +86,21 @@ def _source_batches(source: Any, hook: str | None, batch_size: int, buffer_size:
                 yield from data[perm].split(batch_size)[: len(data) // batch_size]
 
         return epochs(), source.shape[1], None
+    is_folder = isinstance(source, (str, os.PathLike)) and Path(source).expanduser().is_dir()
+    if is_folder or type(source).__name__ == "CachedActivations":
+        from ..interchange.saelens_cache import CachedActivations, load_cached_activations
+
+        cache = source if isinstance(source, CachedActivations) else \
+            load_cached_activations(source)
+        column = cache.column(hook)
+
+        def cached_chunks() -> Iterator[torch.Tensor]:
+            while True:  # epochs over the cache, its blocks of contexts in a fresh order each
+                yield from cache.chunks(column, contexts=64, skip_bos=skip_bos, generator=gen)
+
+        it = shuffled(cached_chunks(), batch_size, buffer_size, generator=gen)
+        first = next(it)
+        return _prepend(first.to(device), (b.to(device) for b in it)), first.shape[1], None
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], Model):
         model, corpus = source
         if hook is None:
@@ -122,8 +138,10 @@ def _source_batches(source: Any, hook: str | None, batch_size: int, buffer_size:
         if first is None:
             raise ValueError(f"The batches gave fewer than batch_size = {batch_size} rows.")
         return _prepend(first.to(device), (b.to(device) for b in it)), first.shape[1], None
-    raise TypeError("source must be a tensor [n, d_in], an iterable of such batches, or "
-                    f"(model, corpus); got {type(source).__name__}.")
+    got = (f"{str(source)!r}, which is no folder" if isinstance(source, (str, os.PathLike))
+           else type(source).__name__)
+    raise TypeError("source must be a tensor [n, d_in], an iterable of such batches, "
+                    f"(model, corpus), or a folder of SAELens cached activations; got {got}.")
 
 
 def _prepend(first: torch.Tensor, rest: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
@@ -283,8 +301,12 @@ def train_sae(source: Any, *, arch: str = "topk", d_sae: int, k: int | None = No
     """Train a sparse autoencoder and return it (on `device`; the best available by default).
 
     source: Tensor[n, d_in]; an iterable of Tensor[batch, d_in] (re-iterated if it can be);
-        or `(model, corpus)` with `hook`: activations streamed through a shuffling buffer of
-        `buffer_size` rows (default 16 batches), BOS position left out when `skip_bos`.
+        `(model, corpus)` with `hook`: activations streamed through a shuffling buffer of
+        `buffer_size` rows (default 16 batches), BOS position left out when `skip_bos`; or
+        SAELens cached activations (a folder written by `iw.cache_activations` or SAELens's
+        CacheActivationsRunner, or the `iw.CachedActivations` read from one), `hook` naming the
+        column when it holds several: streamed from disk through the same buffer, BOS positions
+        (row starts, document separators) left out when `skip_bos`.
     arch: "topk" (needs k) or "standard" (l1_coefficient, default 3.0: on the planted-feature
         toy it recovers the features best, 0.98, where 5.0, Anthropic's value, collapses).
     lr: default 2e-4 * sqrt(16384 / d_sae) (Gao et al.'s scaling), at most 2e-3.
