@@ -265,3 +265,16 @@ def test_logit_lens_rerun_and_target_errors(lm):
     assert not content["ok"] and "not one" in content["error"]
     fixed = LogitLens.from_result(logit_lens(lm, PROMPT))
     assert not fixed.can_rerun and fixed.tokens == lm.run(PROMPT).str_tokens
+
+
+@pytest.mark.parametrize("vmin, vmax", [(2.0, 1.0), (1.0, 1.0)])
+def test_heatmap_refuses_vmin_not_below_vmax(vmin, vmax):
+    with pytest.raises(ValueError, match=r"vmin \(.*\) must be below vmax"):
+        TokenHeatmap(["a", "b"], [1.0, 2.0], vmin=vmin, vmax=vmax)
+
+
+def test_heatmap_keeps_nan_and_inf_for_the_view_to_draw_as_gaps():
+    w = TokenHeatmap(["a", "b", "c", "d"], [float("nan"), float("inf"), -float("inf"), 1.0])
+    values = w.data["metrics"]["value"]
+    assert np.isnan(values[0]) and np.isposinf(values[1]) and np.isneginf(values[2])
+    assert values[3] == 1.0

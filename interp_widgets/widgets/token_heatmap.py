@@ -78,9 +78,11 @@ class TokenHeatmap(BaseWidget):
 
     tokens: list[str] (one document) or list[list[str]] (several).
     metrics: one array [pos] (or [doc, pos] / list of [pos]), or a dict {name: array} switched with
-    a dropdown. NaN values (e.g. loss at position 0) stay uncoloured.
+    a dropdown. NaN and infinite values (e.g. loss at position 0) are gaps: uncoloured, dotted,
+    and counted in the legend.
     cmap: "auto" (diverging around `center` when given or when values cross zero, sequential
-    otherwise), "diverging" or "sequential"; vmin/vmax fix the ends.
+    otherwise), "diverging" or "sequential"; vmin/vmax fix the ends (vmin < vmax), e.g. a unit's
+    corpus maximum so that one document's noise does not look saturated.
     predictions: per token a list of (token_str, prob), e.g. run.top_predictions(pos=i);
     [doc][pos] for several documents. Fetched by the view on hover, not synced up front.
     """
@@ -104,6 +106,9 @@ class TokenHeatmap(BaseWidget):
                  center: float | None = None, vmin: float | None = None,
                  vmax: float | None = None,
                  predictions: Sequence[Prediction | None] | None = None) -> None:
+        if vmin is not None and vmax is not None and not vmin < vmax:
+            raise ValueError(f"vmin ({vmin}) must be below vmax ({vmax}): they are the colour "
+                             "scale's low and high ends")
         docs, self._single = _documents(tokens)
         named = dict(metrics) if isinstance(metrics, Mapping) else {"value": metrics}
         if not named:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { chooseScale, legend, paintClass, tintClass } from "../src/components/scale";
+import { chooseScale, legend, paintClass, tickLabel, tintClass } from "../src/components/scale";
 
 describe("chooseScale", () => {
   it("is sequential when values stay on one side of zero", () => {
@@ -51,10 +51,27 @@ describe("paint and legend", () => {
     expect(tintClass("iw-c-to", 2)).toBe("iw-c-to iw-a15 iw-strong");
   });
 
-  it("labels the ends (and centre) with 4 significant digits", () => {
-    const el = legend(chooseScale([-0.123456, 2]), "logit diff");
+  it("labels the ends (and centre) with 3 significant digits", () => {
+    const el = legend(chooseScale([-0.123456, 2.34567]), "logit diff");
     expect(el.classList.contains("iw-legend")).toBe(true);
     expect(el.textContent).toContain("logit diff");
-    expect(Array.from(el.querySelectorAll(".iw-legend-ticks span"), (s) => s.textContent)).toEqual(["-2.000", "0.000", "2.000"]);
+    expect(Array.from(el.querySelectorAll(".iw-legend-ticks span"), (s) => s.textContent)).toEqual(["-2.35", "0", "2.35"]);
+    expect(el.querySelector(".iw-legend-gap")).toBeNull();
+  });
+
+  it("reads a float32 epsilon at the low end of a loss scale as 0", () => {
+    const el = legend(chooseScale([1.192e-7, 3.5, 11.87]), "loss");
+    expect(Array.from(el.querySelectorAll(".iw-legend-ticks span"), (s) => s.textContent)).toEqual(["0", "11.9"]);
+    expect(tickLabel(1.192e-7, 0)).toBe("1.19e-7");
+  });
+
+  it("draws NaN and infinities as gaps, not as the colour of zero or of an end, and counts them", () => {
+    for (const values of [[-1, 2, NaN, Infinity, -Infinity], [0, 2, NaN, Infinity, -Infinity]]) {
+      const s = chooseScale(values);
+      expect(s.gaps).toBe(3);
+      for (const v of [NaN, Infinity, -Infinity]) expect(s.paint(v)).toEqual(["", 0]);
+      expect([s.lo, s.hi].every(Number.isFinite)).toBe(true);
+      expect(legend(s, "m").querySelector(".iw-legend-gap")?.textContent).toBe("no value (NaN/inf): 3");
+    }
   });
 });

@@ -174,8 +174,9 @@ describe("tokenClasser", () => {
     for (const scale of [chooseScale([-2, 3]), chooseScale([0, 5]), chooseScale([0, 1], { cmap: "diverging", center: 0.25 })]) {
       const classOf = tokenClasser(scale);
       for (let v = -3; v <= 6; v += 0.037) expect(classOf(v)).toBe(`iw-token ${paintClass(scale, v)}`.trim());
-      expect(classOf(NaN)).toBe("iw-token");
-      expect(classOf(undefined as unknown as number)).toBe("iw-token");
+      expect(classOf(NaN)).toBe("iw-token iw-gap");
+      expect(classOf(Infinity)).toBe("iw-token iw-gap");
+      expect(classOf(undefined as unknown as number)).toBe("iw-token iw-gap");
       expect(classOf(1.5)).toBe(classOf(1.5));
     }
   });
@@ -216,8 +217,10 @@ describe("token heatmap view on packed tokens", () => {
       ["1", "0", "·b"],
       ["1", "1", "é"],
     ]);
-    // sequential scale on loss: NaN uncoloured, 3 (the max) strongest, 0 (the min) level 0
-    expect(spans[0].className).toBe("iw-token");
+    // sequential scale on loss: NaN a gap (uncoloured, counted in the legend), 3 (the max)
+    // strongest, 0 (the min) level 0
+    expect(spans[0].className).toBe("iw-token iw-gap");
+    expect(el.querySelector(".iw-legend-gap")?.textContent).toBe("no value (NaN/inf): 1");
     expect(spans[4].className).toBe("iw-token iw-c-seq iw-a15 iw-strong");
     expect(spans[5].className).toBe("iw-token iw-c-seq iw-a0");
   });

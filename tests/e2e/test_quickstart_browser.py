@@ -109,11 +109,13 @@ def test_every_quickstart_widget_fits_1400px_without_horizontal_scrolling(lab):
     (the logit lens of section 3, 17 tokens, used to hide its last column behind a scroll)."""
     assert lab.page.viewport_size["width"] == 1400
     overflowing = lab.page.evaluate(
-        """() => [...document.querySelectorAll('.jp-OutputArea-output .iw-root')].flatMap((root, i) =>
-          [root, ...root.querySelectorAll('*')]
-            .filter((el) => el === root || ['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
+        """() => [...document.querySelectorAll('.jp-OutputArea-output .iw-root')]
+          .flatMap((root, i) => [root, ...root.querySelectorAll('*')]
+            .filter((el) => el === root
+                    || ['auto', 'scroll'].includes(getComputedStyle(el).overflowX))
             .filter((el) => el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
-            .map((el) => `${i}:${root.dataset.view}:${el.className} ${el.scrollWidth}>${el.clientWidth}`))"""
+            .map((el) => `${i}:${root.dataset.view}:${el.className}`
+                         + ` ${el.scrollWidth}>${el.clientWidth}`))"""
     )
     assert overflowing == [], overflowing
 

@@ -19,7 +19,9 @@ export interface Scale {
   lo: number;
   hi: number;
   center: number;
-  /** [hue class, intensity 0..1] for a value; hue "" for NaN (no colour). */
+  /** How many of the values were NaN or infinite: drawn as gaps, counted in the legend. */
+  gaps: number;
+  /** [hue class, intensity 0..1] for a value; hue "" for NaN and +-inf (a gap, no colour). */
   paint(v: number): [string, number];
 }
 
@@ -28,23 +30,25 @@ export const LEVELS = 16;
 /** From this step on, text switches to the theme's contrast colour (iw-strong). */
 const STRONG = 11;
 
-function finiteRange(values: ArrayLike<number>): [number, number] {
+/** [min, max] of the finite values ([0, 0] when there are none) and how many are not finite. */
+function finiteRange(values: ArrayLike<number>): [number, number, number] {
   let lo = Infinity;
   let hi = -Infinity;
+  let gaps = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (Number.isFinite(v)) {
       if (v < lo) lo = v;
       if (v > hi) hi = v;
-    }
+    } else gaps++;
   }
-  return lo <= hi ? [lo, hi] : [0, 0];
+  return lo <= hi ? [lo, hi, gaps] : [0, 0, gaps];
 }
 
 const clamp01 = (x: number) => (x < 0 ? 0 : x > 1 ? 1 : x);
 
 export function chooseScale(values: ArrayLike<number>, opts: ScaleOptions = {}): Scale {
-  const [min, max] = finiteRange(values);
+  const [min, max, gaps] = finiteRange(values);
   const cmap = opts.cmap ?? "auto";
   const given = (x: number | null | undefined): x is number => typeof x === "number" && Number.isFinite(x);
   const diverging =
@@ -61,8 +65,9 @@ export function chooseScale(values: ArrayLike<number>, opts: ScaleOptions = {}):
       lo,
       hi,
       center: c,
+      gaps,
       paint(v) {
-        if (!Number.isFinite(v)) return Number.isNaN(v) ? ["", 0] : [v > 0 ? "iw-c-pos" : "iw-c-neg", 1];
+        if (!Number.isFinite(v)) return ["", 0];
         return v >= c ? ["iw-c-pos", clamp01((v - c) / up)] : ["iw-c-neg", clamp01((c - v) / down)];
       },
     };
@@ -75,8 +80,9 @@ export function chooseScale(values: ArrayLike<number>, opts: ScaleOptions = {}):
     lo,
     hi,
     center: lo,
+    gaps,
     paint(v) {
-      if (Number.isNaN(v)) return ["", 0];
+      if (!Number.isFinite(v)) return ["", 0];
       return ["iw-c-seq", clamp01((v - lo) / span)];
     },
   };
@@ -95,18 +101,35 @@ export function paintClass(scale: Scale, v: number): string {
   return tintClass(hue, t);
 }
 
-/** div.iw-legend: a gradient bar with the scale's ends (and centre) labelled. */
+/** A tick label: 3 significant digits, and exactly "0" for a value that is zero at the scale's
+ * resolution (a loss minimum of 1.19e-7 on a 0..12 scale reads "0", not "1.192e-7"). */
+export function tickLabel(v: number, span: number): string {
+  if (!Number.isFinite(v)) return fmt(v);
+  if (v === 0 || (span > 0 && Math.abs(v) < span * 1e-4)) return "0";
+  return String(Number(v.toPrecision(3)));
+}
+
+/** div.iw-legend: a gradient bar with the scale's ends (and centre) labelled, and a swatch
+ * counting the gaps (NaN or infinite values, drawn uncoloured) when there are any. */
 export function legend(scale: Scale, label: string): HTMLElement {
   const bar = h("div", { class: `iw-legend-bar iw-legend-${scale.kind}` });
-  const ticks =
-    scale.kind === "diverging"
-      ? [fmt(scale.lo), fmt(scale.center), fmt(scale.hi)]
-      : [fmt(scale.lo), fmt(scale.hi)];
-  return h("div", { class: "iw-legend", attrs: { "data-kind": scale.kind } }, [
+  const span = Math.abs(scale.hi - scale.lo);
+  const ends = scale.kind === "diverging" ? [scale.lo, scale.center, scale.hi] : [scale.lo, scale.hi];
+  const ticks = ends.map((v) => tickLabel(v, span));
+  const parts = [
     h("span", { class: "iw-legend-label", text: label }),
     h("div", { class: "iw-legend-scale" }, [
       bar,
       h("div", { class: "iw-legend-ticks" }, ticks.map((t) => h("span", { text: t }))),
     ]),
-  ]);
+  ];
+  if (scale.gaps > 0) {
+    parts.push(
+      h("span", { class: "iw-legend-gap", attrs: { title: "NaN or infinite values are drawn without colour" } }, [
+        h("span", { class: "iw-gap-swatch" }),
+        `no value (NaN/inf): ${scale.gaps}`,
+      ]),
+    );
+  }
+  return h("div", { class: "iw-legend", attrs: { "data-kind": scale.kind } }, parts);
 }

@@ -28,8 +28,9 @@ export function readTokens(value: EncodedStrings | string[][]): string[][] {
 export function tokenClasser(scale: Scale): (v: number) => string {
   const table = new Map<string, string[]>();
   return (v) => {
-    const [hue, t] = scale.paint(typeof v === "number" ? v : NaN);
-    if (!hue) return "iw-token";
+    const x = typeof v === "number" ? v : NaN;
+    const [hue, t] = scale.paint(x);
+    if (!hue) return Number.isFinite(x) ? "iw-token" : "iw-token iw-gap";
     let row = table.get(hue);
     if (!row) table.set(hue, (row = []));
     const k = Math.round((t < 0 ? 0 : t > 1 ? 1 : t) * (LEVELS - 1));
