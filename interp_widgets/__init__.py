@@ -10,9 +10,10 @@ The public API is flat: every name in `interp_widgets.analysis` (pure computatio
 `iw.autointerp` and `iw.demo` are submodules.
 """
 
-from . import analysis, autointerp, demo, interchange, sae, widgets
+from . import analysis, autointerp, circuits, demo, interchange, sae, widgets
 from ._errors import UnknownHookError
 from .analysis import *
+from .circuits import *
 from .interchange import *
 from .model import Model, Run, available_devices, hook_name, load_model
 from .sae import *
@@ -21,7 +22,8 @@ from .widgets import *
 __version__ = "0.1.0"
 
 __all__ = sorted(
-    {"Model", "Run", "UnknownHookError", "autointerp", "available_devices", "demo", "hook_name",
-     "interchange", "load_model"}
-    | set(analysis.__all__) | set(interchange.__all__) | set(sae.__all__) | set(widgets.__all__)
+    {"Model", "Run", "UnknownHookError", "autointerp", "available_devices", "circuits", "demo",
+     "hook_name", "interchange", "load_model"}
+    | set(analysis.__all__) | set(circuits.__all__) | set(interchange.__all__) | set(sae.__all__)
+    | set(widgets.__all__)
 )

@@ -6,8 +6,9 @@ English-like text it was trained on (see `corpus.py` for the grammar)."""
 from pathlib import Path
 
 from ._sae import SAE_DIR, load_sae
+from ._transcoders import TRANSCODERS_DIR, load_transcoders
 from .corpus import corpus
 
 MODEL_DIR = Path(__file__).parent / "model"
 
-__all__ = ["MODEL_DIR", "SAE_DIR", "corpus", "load_sae"]
+__all__ = ["MODEL_DIR", "SAE_DIR", "TRANSCODERS_DIR", "corpus", "load_sae", "load_transcoders"]

@@ -7,6 +7,9 @@ from .io import load_sae, save_sae
 from .sae import ARCHITECTURES, SAE
 from .splice import FeatureEdit, ablate, clamp, run_with_saes, spliced, steer
 from .train import train_sae
+from .transcoder import Transcoders, load_transcoders, save_transcoders
+from .transcoder_splice import transcoders_spliced
+from .transcoder_train import evaluate_transcoders, train_transcoders
 
 __all__ = [
     "ARCHITECTURES",
@@ -15,15 +18,21 @@ __all__ = [
     "SAEEvaluation",
     "SAEFormatError",
     "SAEShapeError",
+    "Transcoders",
     "ablate",
     "clamp",
     "collect_activations",
     "evaluate_sae",
+    "evaluate_transcoders",
     "evaluation_table",
     "load_sae",
+    "load_transcoders",
     "run_with_saes",
     "save_sae",
+    "save_transcoders",
     "spliced",
     "steer",
     "train_sae",
+    "train_transcoders",
+    "transcoders_spliced",
 ]
