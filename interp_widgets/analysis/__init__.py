@@ -85,10 +85,19 @@ from .steering import (
     steering_effect,
     steering_vector,
 )
+from .uncertainty import (
+    Estimate,
+    bootstrap,
+    bootstrap_correlation,
+    bootstrap_mean,
+    bootstrap_statistic,
+    estimates_frame,
+)
 
 __all__ = [
     "Cell",
     "Directions",
+    "Estimate",
     "FeatureIntervention",
     "FeatureLogitEffect",
     "Generation",
@@ -109,10 +118,15 @@ __all__ = [
     "active_features",
     "attention_patterns",
     "attribution_patching",
+    "bootstrap",
+    "bootstrap_correlation",
+    "bootstrap_mean",
+    "bootstrap_statistic",
     "compare_bases",
     "correlated_neurons",
     "dense_probe",
     "dictionary_bases",
+    "estimates_frame",
     "direct_logit_attribution",
     "direct_logit_effect",
     "feature_logit_effect",
