@@ -52,12 +52,9 @@ class CovarianceAccumulator:
         return (self.outer - self.n * torch.outer(m, m)) / (self.n - 1)
 
 
-def fit_streaming_pca(batches: Iterable[torch.Tensor], n_components: int, *,
-                      k: int | None = None, hook_name: str | None = None,
-                      device: str | torch.device = "cpu") -> LinearDictionary:
-    """PCA dictionary from a stream of activation batches [n_i, d]: equal to scikit-learn's PCA
-    on the concatenated rows (up to each component's sign, fixed here so the largest-magnitude
-    loading is positive)."""
+def accumulate(batches: Iterable[torch.Tensor],
+               device: str | torch.device = "cpu") -> CovarianceAccumulator:
+    """The sums of every batch [n_i, ..., d] of a stream (one pass); an empty stream is refused."""
     acc: CovarianceAccumulator | None = None
     for b in batches:
         b = torch.as_tensor(b).flatten(0, -2)
@@ -66,6 +63,16 @@ def fit_streaming_pca(batches: Iterable[torch.Tensor], n_components: int, *,
         acc.add(b)
     if acc is None:
         raise ValueError("The stream gave no batches: give at least one batch of activations.")
+    return acc
+
+
+def fit_streaming_pca(batches: Iterable[torch.Tensor], n_components: int, *,
+                      k: int | None = None, hook_name: str | None = None,
+                      device: str | torch.device = "cpu") -> LinearDictionary:
+    """PCA dictionary from a stream of activation batches [n_i, d]: equal to scikit-learn's PCA
+    on the concatenated rows (up to each component's sign, fixed here so the largest-magnitude
+    loading is positive)."""
+    acc = accumulate(batches, device)
     if not 0 < n_components <= acc.d:
         raise ValueError(f"n_components must be between 1 and d_in = {acc.d}; got {n_components}.")
     if acc.n < n_components + 1:
