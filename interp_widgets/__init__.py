@@ -14,6 +14,7 @@ from . import analysis, autointerp, circuits, demo, interchange, sae, widgets
 from ._errors import UnknownHookError
 from .analysis import *
 from .circuits import *
+from .course import check_answer
 from .interchange import *
 from .model import Model, Run, available_devices, hook_name, load_model
 from .sae import *
@@ -22,7 +23,8 @@ from .widgets import *
 __version__ = "0.1.0"
 
 __all__ = sorted(
-    {"Model", "Run", "UnknownHookError", "autointerp", "available_devices", "circuits", "demo",
+    {"Model", "Run", "UnknownHookError", "autointerp", "available_devices", "check_answer",
+     "circuits", "demo",
      "hook_name", "interchange", "load_model"}
     | set(analysis.__all__) | set(circuits.__all__) | set(interchange.__all__) | set(sae.__all__)
     | set(widgets.__all__)

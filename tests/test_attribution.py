@@ -46,6 +46,19 @@ def test_heads_and_neurons_sum_to_their_layers(model, dla):
     assert abs(top[0][2]) == pytest.approx(dla.neurons.abs().max().item())
 
 
+def test_top_neurons_of_each_sign(dla):
+    """The negative contributors are listed too: by |value| alone the top can all be positive."""
+    flat = dla.neurons.reshape(-1)
+    pos, neg = dla.top_neurons(5, "positive"), dla.top_neurons(5, "negative")
+    assert [v for *_, v in pos] == pytest.approx(flat.topk(5).values.tolist())
+    assert [v for *_, v in neg] == pytest.approx((-flat).topk(5).values.neg().tolist())
+    assert all(v > 0 for *_, v in pos) and all(v < 0 for *_, v in neg)
+    layer, n, v = neg[0]
+    assert dla.neurons[layer, n].item() == pytest.approx(v)
+    with pytest.raises(ValueError, match="sign must be"):
+        dla.top_neurons(3, "both")
+
+
 def test_layers_and_neurons_by_hand(model, dla, direction):
     """attn_out / mlp_out / one neuron, centred, over the final LayerNorm scale, dotted with
     W_U[:, answer] - W_U[:, wrong]."""

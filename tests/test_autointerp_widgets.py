@@ -54,6 +54,18 @@ def test_table_syncs_columns_as_buffers_and_opens_rows(store, tmp_path):
     assert table.to_html(tmp_path / "t.html").stat().st_size > 1000
 
 
+def test_table_rows_are_clickable_only_with_an_opener_or_a_callback(store):
+    """can_open tells the view whether to say "click a row to open the unit"."""
+    assert AutoInterpTable(store, opener=lambda e: None).can_open is True
+    table = AutoInterpTable(store)  # no model, no opener: nothing opens
+    assert table.can_open is False
+    seen = []
+    table.on_open(seen.append)
+    assert table.can_open is True
+    table.on_open(seen.append, remove=True)
+    assert table.can_open is False
+
+
 def test_table_opens_neurons_in_a_neuron_view(tmp_path, model):
     store = ai.AutoInterpStore(tmp_path / "ai.sqlite")
     store.put(_entries(model.name) + _entries("another-model"))

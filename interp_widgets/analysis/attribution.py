@@ -70,12 +70,18 @@ class LogitAttribution:
         """The sum of all components, which equals `logit_diff`."""
         return float(self.embed + self.pos_embed + self.layers.sum() + self.unembed_bias)
 
-    def top_neurons(self, k: int = 10) -> list[tuple[int, int, float]]:
-        """[(layer, neuron, contribution)] of the k neurons with the largest |contribution|."""
-        flat = self.neurons.reshape(-1)
-        idx = flat.abs().topk(min(k, flat.numel())).indices.tolist()
+    def top_neurons(self, k: int = 10, sign: str | None = None) -> list[tuple[int, int, float]]:
+        """[(layer, neuron, contribution)] of k neurons: sign=None the largest |contribution|;
+        "positive" the k that raise logit(answer) - logit(wrong) most (contribution > 0 only),
+        "negative" the k that lower it most (contribution < 0 only), most negative first."""
+        if sign not in (None, "positive", "negative"):
+            raise ValueError(f"sign must be None, 'positive' or 'negative'; got {sign!r}")
+        flat = self.neurons.reshape(-1)  # [layer * d_mlp]
+        key = flat.abs() if sign is None else flat if sign == "positive" else -flat
+        vals, idx = key.topk(min(k, flat.numel()))
         d = self.neurons.shape[1]
-        return [(i // d, i % d, float(flat[i])) for i in idx]
+        return [(i // d, i % d, float(flat[i])) for v, i in zip(vals.tolist(), idx.tolist())
+                if sign is None or v > 0]
 
 
 def direct_logit_attribution(model: Model, prompt: str | torch.Tensor, answer: str | int,

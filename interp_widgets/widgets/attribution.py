@@ -21,9 +21,9 @@ from ._codec import encode_array
 
 class AttributionView(BaseWidget):
     """What writes logit(answer) - logit(wrong) after `prompt`: bars for the embeddings and each
-    attention layer and MLP, a layer x head heatmap with bars for the largest heads, the top
-    neurons; and each input token's attribution (integrated gradients with its completeness gap,
-    gradient x input, occlusion)."""
+    attention layer and MLP, a layer x head heatmap with bars for the largest heads, the
+    neurons that raise it most and those that lower it most; and each input token's attribution
+    (integrated gradients with its completeness gap, gradient x input, occlusion)."""
 
     _view = t.Unicode("attribution").tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
@@ -33,7 +33,8 @@ class AttributionView(BaseWidget):
     total = t.Float(0.0).tag(sync=True)
     components = t.List(t.List()).tag(sync=True)  # [[label, value]]
     heads = t.Dict().tag(sync=True)  # float32 [layer, head]
-    top_neurons = t.List(t.List()).tag(sync=True)  # [[layer, neuron, value]]
+    #: [[layer, neuron, value]]: the 8 that raise the difference most, then the 8 that lower it
+    top_neurons = t.List(t.List()).tag(sync=True)
     #: [{"method", "target", "values": float32 [pos], "completeness_gap", "baseline_value"}]
     inputs = t.List(t.Dict()).tag(sync=True)
     prompt = t.Unicode("").tag(sync=True)
@@ -62,7 +63,8 @@ class AttributionView(BaseWidget):
             self.logit_diff, self.total = dla.logit_diff, dla.total
             self.components = comps
             self.heads = encode_array(dla.heads)
-            self.top_neurons = [list(x) for x in dla.top_neurons(10)]
+            self.top_neurons = [list(x) for x in dla.top_neurons(8, "positive")
+                                + dla.top_neurons(8, "negative")]
             self.inputs = [{"method": m, "target": a.target, "values": encode_array(a.values),
                             "completeness_gap": a.completeness_gap,
                             "baseline_value": a.baseline_value, "target_value": a.target_value}

@@ -83,7 +83,7 @@ class AutoInterpTable(BaseWidget):
         self._callbacks: list[Callable[[Entry], Any]] = []
         self._output: Any = None
         super().__init__(score_names=list(SCORE_NAMES), sort=sort, descending=descending,
-                         can_open=True)
+                         can_open=opener is not None)
         self.refresh()
 
     def refresh(self) -> None:
@@ -101,11 +101,13 @@ class AutoInterpTable(BaseWidget):
 
     # -- opening ---------------------------------------------------------------------------------
     def on_open(self, callback: Callable[[Entry], Any], remove: bool = False) -> None:
-        """Call `callback(entry)` when a row is clicked."""
+        """Call `callback(entry)` when a row is clicked (rows are clickable only while the table
+        has an opener or a callback: `can_open`)."""
         if remove:
             self._callbacks.remove(callback)
         else:
             self._callbacks.append(callback)
+        self.can_open = self._opener is not None or bool(self._callbacks)
 
     @property
     def output(self):

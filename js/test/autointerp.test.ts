@@ -1,6 +1,7 @@
 // AutoInterpTable, ProbeView and the Explain panel in happy-dom (static model, no kernel).
 import { describe, expect, it } from "vitest";
 import { encodeArray } from "../src/codec";
+import { fmt } from "../src/components/dom";
 import { withExplain } from "../src/components/explain";
 import { cleanUpAfterEach, mount } from "./mount";
 
@@ -47,6 +48,48 @@ describe("autointerp table", () => {
         done();
       }, 200),
     );
+  });
+});
+
+describe("autointerp table: columns, badge and the open note", () => {
+  const state = (corr: number[], topRand: number[], canOpen: boolean) => {
+    const columns: Record<string, unknown> = {
+      model: ["demo", "demo"], source: ["blocks.0.mlp.hook_post", "blocks.0.mlp.hook_post"],
+      explainer: ["offline-statistical", "gpt-x"], kind: ["statistical", "llm"],
+      explanation: ['[statistical, not LLM-written] tokens: " apple" (5.0)', "fruit words"], unit: i32([7, 3]),
+    };
+    for (const k of SCORES) columns[k] = f32(k === "correlation" ? corr : k === "top_and_random" ? topRand : k === "top" ? [0.8, 0.7] : [0.1, 0.2]);
+    return { _view: "autointerp_table", columns, score_names: SCORES, n_rows: 2, sort: "correlation", descending: true, filter: "", selected: null, can_open: canOpen };
+  };
+  const headers = (el: Element) => Array.from(el.querySelectorAll("th")).map((th) => th.dataset.sort);
+
+  it("drops top+rand where it equals corr in every row (only top and random records) and shows top and random", () => {
+    const { el } = mount(state([0.4, 0.6], [0.4, 0.6], false), [], false);
+    expect(headers(el)).toEqual(["unit", "source", "explanation", "correlation", "top", "random", "detection_auc", "fuzzing_auc"]);
+    expect(el.querySelector('th[data-sort="top"]')!.getAttribute("title")).toContain("top-activating records alone");
+    const row = el.querySelector('tr[data-row="0"]')!;
+    expect(Array.from(row.querySelectorAll("td.iw-num")).map((td) => td.textContent).slice(0, 4)).toEqual(["7", fmt(0.4), fmt(0.8), fmt(0.1)]);
+  });
+
+  it("keeps top+rand where it differs from corr (records of other kinds were scored)", () => {
+    const { el } = mount(state([0.4, 0.6], [0.5, 0.6], false), [], false);
+    expect(headers(el)).toContain("top_and_random");
+  });
+
+  it("says 'statistical, not LLM-written' once: the badge, not the text beside it", () => {
+    const { el } = mount(state([0.4, 0.6], [0.4, 0.6], false), [], false);
+    const cell = el.querySelector('tr[data-row="0"] .iw-ai-explanation')!;
+    expect(cell.textContent!.split("statistical, not LLM-written").length - 1).toBe(1);
+    expect(cell.lastElementChild!.textContent).toBe('tokens: " apple" (5.0)');
+  });
+
+  it("says rows open only when they do (can_open), and follows can_open", () => {
+    const { el, model } = mount(state([0.4, 0.6], [0.4, 0.6], false), [], true);
+    expect(el.querySelector(".iw-ai-note")!.textContent).toBe("");
+    expect(el.querySelector(".iw-ai-table")!.classList.contains("iw-ai-opens")).toBe(false);
+    model.set("can_open", true);
+    expect(el.querySelector(".iw-ai-note")!.textContent).toBe("click a row to open the unit");
+    expect(el.querySelector(".iw-ai-table")!.classList.contains("iw-ai-opens")).toBe(true);
   });
 });
 

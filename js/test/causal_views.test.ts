@@ -88,7 +88,7 @@ describe("attribution, steering and perturbation-flow views", () => {
     const { el } = mount({
       _view: "attribution", tokens: ["<bos>", EVIL, " to"], answer_token: " Mary", wrong_token: " John",
       logit_diff: 1.5, total: 1.5, components: [["embed", 0.5], ["attn 0", 1.2], ["mlp 0", -0.2]],
-      heads: encodeArray([0.3, -0.1], [1, 2], "float32"), top_neurons: [[0, 7, 0.2]],
+      heads: encodeArray([0.3, -0.1], [1, 2], "float32"), top_neurons: [[0, 7, 0.2], [1, 3, 0.1], [0, 9, -0.05], [1, 2, -0.3]],
       inputs: [
         { method: "integrated_gradients", target: "ld", values: vals([0, 0.4, 1]), completeness_gap: 0.01, baseline_value: 0.1, target_value: 1.5 },
         { method: "occlusion", target: "ld", values: vals([0, -0.4, 1]), completeness_gap: null, baseline_value: null, target_value: 1.5 },
@@ -102,6 +102,11 @@ describe("attribution, steering and perturbation-flow views", () => {
     expect(headBars.map((e) => e.getAttribute("data-label"))).toEqual(["L0H0", "L0H1"]);
     expect(root.querySelector(".iw-attr-heads .iw-c-neg")).not.toBeNull();
     expect(root.querySelector(".iw-attr-gap")!.textContent).toContain("gap 0.01000");
+    // neurons: the ones that raise the difference, then the ones that lower it, most negative first
+    const labels = (sel: string) => Array.from(root.querySelectorAll(`${sel} .iw-num`)).map((e) => e.getAttribute("data-label"));
+    expect(labels(".iw-attr-neurons-pos")).toEqual(["L0 N7", "L1 N3"]);
+    expect(labels(".iw-attr-neurons-neg")).toEqual(["L1 N2", "L0 N9"]);
+    expect(root.querySelectorAll(".iw-attr-neurons-neg .iw-c-neg").length).toBe(2);
     const select = root.querySelector("select.iw-attr-method") as HTMLSelectElement;
     select.value = "occlusion";
     select.dispatchEvent(new Event("change"));

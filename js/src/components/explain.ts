@@ -27,6 +27,26 @@ const SCORE_ROWS: [string, string][] = [
   ["fuzzing_auc", "fuzzing AUC"],
 ];
 
+/** The label offline explanations start with (autointerp/offline.py STATISTICAL_LABEL): the
+ * badge says it, so the text shown beside the badge drops it rather than say it twice. */
+export const STATISTICAL_LABEL = "[statistical, not LLM-written]";
+
+/** An explanation's text as shown next to its badge. */
+export function explanationText(kind: string, text: string): string {
+  return kind === "statistical" && text.startsWith(STATISTICAL_LABEL) ? text.slice(STATISTICAL_LABEL.length).trimStart() : text;
+}
+
+/** Whether `top_and_random` is a statistic of its own here: it equals `correlation` whenever
+ * every scored record is a "top" or a "random" one (the records a scan makes), and only then. */
+export function topAndRandomDiffers(corr: ArrayLike<number>, topRand: ArrayLike<number>): boolean {
+  for (let i = 0; i < corr.length; i++) {
+    const a = corr[i];
+    const b = topRand[i];
+    if (Number.isNaN(a) !== Number.isNaN(b) || (!Number.isNaN(a) && Math.abs(a - b) > 1e-6)) return true;
+  }
+  return false;
+}
+
 /** A badge saying who wrote an explanation: statistics or which LLM. */
 export function explainerBadge(kind: string, explainer: string): HTMLElement {
   const statistical = kind === "statistical";
@@ -78,11 +98,11 @@ export function explainPanel(ctx: ViewContext): { el: HTMLElement; update: () =>
     if (s.status === "done") {
       const scores = s.scores ?? {};
       body.replaceChildren(
-        h("div", { class: "iw-ai-text" }, [explainerBadge(s.kind ?? "", s.explainer ?? ""), h("span", { class: "iw-ai-explanation", text: s.explanation ?? "" })]),
+        h("div", { class: "iw-ai-text" }, [explainerBadge(s.kind ?? "", s.explainer ?? ""), h("span", { class: "iw-ai-explanation", text: explanationText(s.kind ?? "", s.explanation ?? "") })]),
         h(
           "table",
           { class: "iw-nv-table iw-ai-scores" },
-          SCORE_ROWS.map(([k, label]) => h("tr", { attrs: { "data-score": k } }, [h("td", { text: label }), h("td", { class: "iw-num", text: fmt(num(scores[k])) })])),
+          SCORE_ROWS.filter(([k]) => k !== "top_and_random" || topAndRandomDiffers([num(scores.correlation)], [num(scores.top_and_random)])).map(([k, label]) => h("tr", { attrs: { "data-score": k } }, [h("td", { text: label }), h("td", { class: "iw-num", text: fmt(num(scores[k])) })])),
         ),
       );
     } else if (s.status === "error" || s.status === "cancelled") {

@@ -115,11 +115,17 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
     "iw-attr-heads",
   );
 
-  // neurons
-  const neurons = signedBars(
-    (model.get("top_neurons") as [number, number, number][]).map(([l, n, v]) => [`L${l} N${n}`, v]),
-    "iw-attr-neurons",
-  );
+  // neurons: the top positive and the top negative contributors, listed apart (by |value| alone
+  // the largest are often all of one sign)
+  const neuronRows = (model.get("top_neurons") as [number, number, number][]).map(([l, n, v]): [string, number] => [`L${l} N${n}`, v]);
+  const neuronList = (rows: [string, number][], cls: string, none: string) =>
+    rows.length ? signedBars(rows, `iw-attr-neurons ${cls}`) : h("div", { class: `iw-muted ${cls}`, text: none });
+  const neurons = h("div", { class: "iw-attr-neuron-lists" }, [
+    h("div", { class: "iw-muted", text: `raise ${target}` }),
+    neuronList(neuronRows.filter(([, v]) => v > 0), "iw-attr-neurons-pos", "no neuron raises it"),
+    h("div", { class: "iw-muted", text: "lower it" }),
+    neuronList(neuronRows.filter(([, v]) => v < 0).sort((a, b) => a[1] - b[1]), "iw-attr-neurons-neg", "no neuron lowers it"),
+  ]);
 
   // input tokens
   const methodSelect = select(
@@ -166,7 +172,7 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, t
     summary,
     section("direct logit attribution per component", comps),
     section("per attention head", h("div", { class: "iw-lens-scroll" }, [headGrid.el]), legend(headScale, "direct effect"), headBars),
-    section("top MLP neurons", neurons),
+    section("top MLP neurons, both signs", neurons),
     section("input-token attribution", h("div", { class: "iw-controls" }, [methodSelect, legendSlot]), strip.el, gapNote),
   );
 }

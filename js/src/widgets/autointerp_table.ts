@@ -1,19 +1,23 @@
 // AutoInterpTable: units with their explanations and scores; sort by a header, filter by text,
-// click a row to open the unit in the kernel.
+// click a row to open the unit in the kernel (when the table has an opener: can_open).
 // State: columns {model, source, explainer, kind, explanation: string[]; unit int32 [n];
 // <score> float32 [n]}, score_names, n_rows, sort, descending, filter, selected, can_open, _rev.
 // Requests: "open" {row} -> {unit, source, shown} (kernel only).
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h } from "../components/dom";
-import { explainerBadge } from "../components/explain";
+import { explainerBadge, explanationText, topAndRandomDiffers } from "../components/explain";
 import { ask, type View } from "../view";
 
 const MAX_SHOWN = 500;
-const SHOWN_SCORES: [string, string][] = [
-  ["correlation", "corr"],
-  ["top_and_random", "top+rand"],
-  ["detection_auc", "detect AUC"],
-  ["fuzzing_auc", "fuzz AUC"],
+// [score, header, what it is]. "top+rand" is left out when it equals "corr" in every row, which
+// it does whenever every scored record is a top or a random one (see topAndRandomDiffers).
+const SCORE_COLUMNS: [string, string, string][] = [
+  ["correlation", "corr", "Pearson correlation of true and simulated activations, all held-out records pooled"],
+  ["top_and_random", "top+rand", "the same correlation over the top and random records only"],
+  ["top", "top", "the correlation over the top-activating records alone"],
+  ["random", "random", "the correlation over the random records alone"],
+  ["detection_auc", "detect AUC", "ROC AUC of telling firing records from non-firing random ones"],
+  ["fuzzing_auc", "fuzz AUC", "ROC AUC of telling correctly marked tokens from randomly marked ones"],
 ];
 
 export const autointerpTable: View = (ctx) => {
@@ -31,6 +35,7 @@ export const autointerpTable: View = (ctx) => {
   let cols: Record<string, any> = {};
   let units: Int32Array = new Int32Array(0);
   const scores: Record<string, Float32Array> = {};
+  let shown: [string, string, string][] = SCORE_COLUMNS;
   let sortKey: string = model.get("sort");
   let desc: boolean = model.get("descending");
 
@@ -41,6 +46,8 @@ export const autointerpTable: View = (ctx) => {
       scores[k] = cols[k] ? (decodeArray(cols[k] as EncodedArray).data as Float32Array) : new Float32Array(units.length);
     }
     filterIn.value = model.get("filter") ?? "";
+    const same = !topAndRandomDiffers(scores.correlation ?? [], scores.top_and_random ?? []);
+    shown = SCORE_COLUMNS.filter(([k]) => !(same && k === "top_and_random"));
   };
 
   const keyOf = (i: number): number | string => {
@@ -72,16 +79,16 @@ export const autointerpTable: View = (ctx) => {
     return idx;
   };
 
-  const header = (key: string, label: string) => {
+  const header = (key: string, label: string, what = "") => {
     const arrow = key === sortKey ? (desc ? " ▼" : " ▲") : "";
-    return h("th", { class: "iw-ai-sort", text: label + arrow, attrs: { "data-sort": key, role: "button", title: "sort" } });
+    return h("th", { class: "iw-ai-sort", text: label + arrow, attrs: { "data-sort": key, role: "button", title: what ? `${what}; click to sort` : "sort" } });
   };
 
   const draw = () => {
     const idx = rowsShown();
     const selected = model.get("selected");
     const head = h("thead", {}, [
-      h("tr", {}, [header("unit", "unit"), header("source", "source"), header("explanation", "explanation"), ...SHOWN_SCORES.map(([k, l]) => header(k, l))]),
+      h("tr", {}, [header("unit", "unit"), header("source", "source"), header("explanation", "explanation"), ...shown.map(([k, l, what]) => header(k, l, what))]),
     ]);
     const body = h(
       "tbody",
@@ -90,14 +97,16 @@ export const autointerpTable: View = (ctx) => {
         h("tr", { class: `iw-ai-row${i === selected ? " iw-selected" : ""}`, attrs: { "data-row": i, tabindex: 0 } }, [
           h("td", { class: "iw-num", text: String(units[i]) }),
           h("td", { class: "iw-ai-source", text: cols.source?.[i] ?? "" }),
-          h("td", { class: "iw-ai-explanation" }, [explainerBadge(cols.kind?.[i] ?? "", cols.explainer?.[i] ?? ""), h("span", { text: cols.explanation?.[i] ?? "" })]),
-          ...SHOWN_SCORES.map(([k]) => h("td", { class: "iw-num", text: fmt(scores[k]?.[i] ?? NaN) })),
+          h("td", { class: "iw-ai-explanation" }, [explainerBadge(cols.kind?.[i] ?? "", cols.explainer?.[i] ?? ""), h("span", { text: explanationText(cols.kind?.[i] ?? "", cols.explanation?.[i] ?? "") })]),
+          ...shown.map(([k]) => h("td", { class: "iw-num", text: fmt(scores[k]?.[i] ?? NaN) })),
         ]),
       ),
     );
     table.replaceChildren(head, body);
     count.textContent = `${idx.length} of ${units.length} units`;
-    note.textContent = idx.length > MAX_SHOWN ? `showing the first ${MAX_SHOWN}; filter to narrow` : ctx.live ? "click a row to open the unit" : "";
+    const opens = ctx.live && model.get("can_open");
+    table.classList.toggle("iw-ai-opens", Boolean(opens));
+    note.textContent = idx.length > MAX_SHOWN ? `showing the first ${MAX_SHOWN}; filter to narrow` : opens ? "click a row to open the unit" : "";
   };
 
   table.addEventListener("click", async (e) => {
@@ -144,8 +153,10 @@ export const autointerpTable: View = (ctx) => {
   };
   redraw();
   model.on("change:_rev", redraw);
+  model.on("change:can_open", draw);
   return () => {
     clearTimeout(timer);
     model.off("change:_rev", redraw);
+    model.off("change:can_open", draw);
   };
 };
