@@ -121,6 +121,13 @@ def test_prompt_features(lm, sae, tmp_path):
     assert pf.pos == 2 and pf.by == "logit"
     contrib = [abs(c) for _, _, c in pf.active]
     assert contrib == sorted(contrib, reverse=True)
+    # the clamp panel reads the selected token's next-token distribution, not the last one's
+    at2 = pf.call("intervene", {"feature": f, "stop": 16})
+    want2 = intervene_on_feature(lm, sae, PROMPT, f, mode="clamp", value=at2["value"], pos=2)
+    assert at2["pos"] == 2 and at2["kl"] == pytest.approx(want2.kl, rel=1e-5)
+    assert at2["before"]["tokens"] == [t for t, _ in want2.before] != r4["before"]["tokens"]
+    assert pf.call("intervene", {"feature": f, "stop": 16, "pos": n - 1})["kl"] == \
+        pytest.approx(r4["kl"], rel=1e-5)
     pf.call("set_prompt", {"prompt": "The cat sat"})
     assert pf.prompt == "The cat sat" and pf.pos == len(pf.tokens) - 1
     assert "empty" in pf.answer("set_prompt", {"prompt": " "})["error"]

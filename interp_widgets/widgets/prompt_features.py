@@ -31,7 +31,8 @@ class PromptFeatures(PromptWidget):
     ranked by activation or by direct contribution to a chosen logit (`target`, default the top
     prediction); pick a feature to see its activation over the prompt as a heatmap; a slider
     clamps it (0 = ablate, up to 4x its largest activation on the prompt) at every position,
-    keeping the SAE's error term, and the next-token distribution updates."""
+    keeping the SAE's error term, and the next-token distribution after the selected token
+    updates."""
 
     _view = t.Unicode("prompt_features").tag(sync=True)
     tokens = t.List(t.Unicode()).tag(sync=True)
@@ -99,18 +100,20 @@ class PromptFeatures(PromptWidget):
         return {"feature": f, "acts": encode_array(self._acts[:, f], "float32")}
 
     @request_handler("intervene")
-    def _intervene(self, feature: int, stop: int) -> dict[str, Any]:
+    def _intervene(self, feature: int, stop: int, pos: int | None = None) -> dict[str, Any]:
         """Clamp `feature` to STOPS[stop] x its largest activation on the prompt (stop 0:
-        ablate): {"value", "kl", "before", "after": {"tokens", "probs" float32 [k]}} at the
-        last token."""
+        ablate) at every position and read the next-token distribution after token `pos`
+        (default: the selected token, `self.pos`): {"pos", "value", "kl", "before", "after":
+        {"tokens", "probs" float32 [k]}}."""
         f = check_index("feature", feature, int(self._sae.d_sae))
         s = check_index("stop", stop, len(STOPS))
+        p = self.pos if pos is None else check_index("pos", pos, len(self.tokens))
         ref = float(self._acts[:, f].max()) or 1.0
         value = STOPS[s] * ref
         r = ft.intervene_on_feature(self._model, self._sae, self.prompt, f,
                                     mode="ablate" if s == 0 else "clamp",
-                                    value=None if s == 0 else value, pos=-1)
-        return {"value": value, "kl": r.kl, "before": _predictions(r.before),
+                                    value=None if s == 0 else value, pos=p)
+        return {"pos": p, "value": value, "kl": r.kl, "before": _predictions(r.before),
                 "after": _predictions(r.after)}
 
     def static_answers(self) -> Iterator[tuple[str, dict[str, Any], Any]]:
@@ -118,7 +121,8 @@ class PromptFeatures(PromptWidget):
         for f, _, _ in self.active:
             yield "feature_acts", {"feature": f}, self._feature_acts(f)
             for s in range(len(STOPS)):
-                yield "intervene", {"feature": f, "stop": s}, self._intervene(f, s)
+                yield ("intervene", {"feature": f, "stop": s, "pos": self.pos},
+                       self._intervene(f, s, self.pos))
 
     @property
     def data(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 // active [feature, activation, contribution][], stops number[], hook, _rev.
 // Requests: "set_prompt" {prompt}, "select" {pos, by, target} (kernel only);
 // "feature_acts" {feature} -> {feature, acts float32 [pos]};
-// "intervene" {feature, stop} -> {value, kl, before, after: {tokens, probs float32}}.
+// "intervene" {feature, stop, pos} -> {pos, value, kl, before, after: {tokens, probs float32}}:
+// the next-token distribution after the selected token pos.
 import type { EncodedArray } from "../codec";
 import { f32, heatTokens, panel, signedBar, valueTable } from "../components/dashboard";
 import { fmt, h, select } from "../components/dom";
@@ -18,6 +19,7 @@ interface Preds {
   probs: EncodedArray;
 }
 interface Intervention {
+  pos?: number;
   value: number;
   kl: number;
   before: Preds;
@@ -55,7 +57,7 @@ export const promptFeatures: View = (ctx) => {
   const slider = h("input", { class: "iw-pf-slider", attrs: { type: "range", min: 0, step: 1, "aria-label": "clamp" } }) as HTMLInputElement;
   const sliderText = h("span", { class: "iw-pf-slider-value" });
   const result = h("div", { class: "iw-pf-result" });
-  const interPanel = panel("Clamp the feature (0 = ablate): next token", "iw-pf-intervene");
+  const interPanel = panel("Clamp the feature (0 = ablate): next token after the selected token", "iw-pf-intervene");
   interPanel.append(h("div", { class: "iw-controls" }, [h("label", { class: "iw-field" }, [h("span", { text: "clamp" }), slider, sliderText])]), result);
   root.append(textPanel, h("div", { class: "iw-nv-grid" }, [activePanel, interPanel]));
 
@@ -73,8 +75,10 @@ export const promptFeatures: View = (ctx) => {
     if (feature < 0) return;
     const mine = seq;
     const stop = Number(slider.value);
-    const r = await ask<Intervention>(ctx, "intervene", { feature, stop });
+    const pos: number = model.get("pos");
+    const r = await ask<Intervention>(ctx, "intervene", { feature, stop, pos });
     if (!r || mine !== seq || stop !== Number(slider.value)) return;
+    const tokens: string[] = model.get("tokens");
     const stops: number[] = model.get("stops");
     sliderText.textContent = stop === 0 ? "ablated" : `${fmt(r.value)} (x${stops[stop]} of its max)`;
     const rows = (p: Preds) => {
@@ -82,6 +86,7 @@ export const promptFeatures: View = (ctx) => {
       return p.tokens.map((t, i) => ({ token: t, prob: probs[i] }));
     };
     result.replaceChildren(
+      h("div", { class: "iw-muted iw-pf-at", text: `after token ${r.pos ?? pos}: ${JSON.stringify(tokens[r.pos ?? pos] ?? "")}` }),
       topkTable(rows(r.before), "clean"),
       topkTable(rows(r.after), `feature #${feature} ${stop === 0 ? "ablated" : `clamped to ${fmt(r.value)}`}`),
       h("div", { class: "iw-muted", text: `KL(edited ‖ clean) = ${fmt(r.kl)} nats` }),
