@@ -153,10 +153,33 @@ class Model:
     `Model(bridge)` wraps a bridge you built; `load_model(...)` builds one for you.
     """
 
-    def __init__(self, bridge: Any, *, name: str | None = None):
+    def __init__(self, bridge: Any, *, name: str | None = None,
+                 logit_offset: LogitOffset | None = None):
         self.bridge = bridge
         self.name = name or getattr(bridge.cfg, "model_name", None) or "model"
         self._hook_names: list[str] | None = None
+        #: what TransformerLens's centring took out of the logits (`logit_shift`); None when
+        #: unknown (a bridge processed before it was wrapped)
+        self.logit_offset = logit_offset
+        #: Tensor[layer, head, d_head]: each head's value bias before TransformerLens folded it
+        #: into b_O (see `load_model`); None when unknown
+        self.head_value_bias: torch.Tensor | None = None
+
+    @property
+    def final_resid_hook(self) -> str:
+        """The hook whose value the final norm reads: ``blocks.{n_layers - 1}.hook_resid_post``."""
+        return f"blocks.{self.cfg.n_layers - 1}.hook_resid_post"
+
+    def logit_shift(self, resid_final: torch.Tensor) -> torch.Tensor | None:
+        """Tensor[...] to add to the bridge's logits at each position to get the model's own
+        (the Hugging Face model's) logits, from the final residual stream `resid_final`
+        [..., d_model] (`final_resid_hook`). The bridge's logits are TransformerLens's centred
+        ones (`enable_compatibility_mode` subtracts the mean over the vocabulary of the
+        unembedding), which differ from the model's by this per-position constant; logit
+        differences, softmax and rankings are the same. None when the offset is unknown."""
+        if self.logit_offset is None:
+            return None
+        return self.logit_offset(resid_final)
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -344,6 +367,44 @@ def cache_holds(past: Any, n_pos: int) -> bool:
         return False
 
 
+class LogitOffset:
+    """The per-position constant that centring the unembedding removed from the logits:
+    ``norm(resid) @ mean_v(W_U) + mean_v(b_U)``, with the final norm and unembedding as they
+    were before TransformerLens processed the weights (a copy of the norm module, and the
+    unembedding's mean row). Architecture-agnostic: it reads the Hugging Face modules behind
+    the bridge's ``ln_final`` and ``unembed``, so it needs no per-architecture weight names."""
+
+    def __init__(self, norm: torch.nn.Module | None, mean_row: torch.Tensor, mean_bias: float):
+        self.norm, self.mean_row, self.mean_bias = norm, mean_row, float(mean_bias)
+
+    @classmethod
+    def capture(cls, bridge: Any) -> LogitOffset | None:
+        """From a bridge whose weights are not processed yet; None where the modules are not
+        the usual final norm + linear head."""
+        import copy
+
+        head = getattr(getattr(bridge, "unembed", None), "original_component", None)
+        norm = getattr(getattr(bridge, "ln_final", None), "original_component", None)
+        weight = getattr(head, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or norm is None:
+            return None
+        cap = getattr(bridge.cfg, "output_logits_soft_cap", None)
+        if cap is not None and cap > 0:  # TransformerLens does not centre soft-capped logits
+            return cls(None, torch.zeros(weight.shape[1], dtype=torch.float64), 0.0)
+        bias = getattr(head, "bias", None)
+        with torch.no_grad():
+            return cls(copy.deepcopy(norm).eval(), weight.detach().double().mean(0),
+                       0.0 if bias is None else float(bias.detach().double().mean()))
+
+    def __call__(self, resid: torch.Tensor) -> torch.Tensor:
+        """Tensor[...]: the shift at each position of `resid` [..., d_model]."""
+        if self.norm is None:
+            return torch.zeros(resid.shape[:-1], dtype=resid.dtype, device=resid.device)
+        with torch.no_grad():
+            x = self.norm.to(resid.device)(resid)
+            return (x.double() @ self.mean_row.to(resid.device) + self.mean_bias).to(resid.dtype)
+
+
 def load_model(name_or_path: str | Path = "demo", *, device: str | torch.device | None = None,
                dtype: str | torch.dtype | None = None, fold_ln: bool = True) -> Model:
     """Load a model as a `Model`.
@@ -351,7 +412,13 @@ def load_model(name_or_path: str | Path = "demo", *, device: str | torch.device 
     name_or_path: ``"demo"`` (the bundled offline model), a local folder in Hugging Face format
     (loaded offline), or a hub name such as ``"gpt2"`` (needs the network). All three go through
     `TransformerBridge.boot_transformers`. `fold_ln` folds LayerNorm into the weights at load
-    (`enable_compatibility_mode`), which direct logit attribution and the logit lens need."""
+    (`enable_compatibility_mode`), which direct logit attribution and the logit lens need.
+
+    TransformerLens's processing moves each head's constant term (b_V and the first norm's bias
+    through W_V) into the layer's output bias; `Model.head_value_bias` keeps it per head
+    (captured before the weights change), so per-head attributions can put it back. Centring
+    the unembedding shifts the logits by a per-position constant; `Model.logit_shift` gives it
+    back (also captured before)."""
     from transformer_lens import TransformerBridge
 
     dev, dt = resolve_device(device), resolve_dtype(dtype)
@@ -373,10 +440,52 @@ def load_model(name_or_path: str | Path = "demo", *, device: str | torch.device 
                                     "Face model (config.json, weights and tokenizer files).")
         else:
             bridge = TransformerBridge.boot_transformers(str(name_or_path), device=dev, dtype=dt)
+        offset = LogitOffset(None, torch.zeros(1), 0.0)  # unprocessed: the logits are the model's
+        value_bias = None
         if fold_ln:
+            offset = LogitOffset.capture(bridge)
+            value_bias = _head_value_bias(bridge)
             bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
-    return Model(bridge, name=label)
+    model = Model(bridge, name=label, logit_offset=offset)
+    model.head_value_bias = value_bias
+    return model
+
+
+def _head_value_bias(bridge: Any) -> torch.Tensor | None:
+    """Tensor[layer, head, d_head]: each head's z for a zero residual stream (its value bias,
+    the first norm's bias through W_V included: attention weights sum to 1, so z is that
+    constant at every position), read with hooks from one forward of n_layers rows, row l
+    zeroing the stream entering block l. Before weight processing, which folds it into b_O.
+    None where the hooks are missing."""
+    L = int(bridge.cfg.n_layers)
+    got: dict[int, torch.Tensor] = {}
+
+    def zero_row(row: int):
+        def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
+            x = x.clone()
+            x[row] = 0
+            return x
+        return hook
+
+    def read(layer: int):
+        def hook(x: torch.Tensor, hook: Any = None) -> torch.Tensor:
+            got[layer] = x[layer, 0].detach().float().clone()
+            return x
+        return hook
+
+    fwd = [(f"blocks.{i}.hook_resid_pre", zero_row(i)) for i in range(L)]
+    fwd += [(f"blocks.{i}.attn.hook_z", read(i)) for i in range(L)]
+    tok = getattr(bridge.tokenizer, "bos_token_id", None) or 0
+    try:
+        device = next(bridge.parameters()).device
+        with torch.no_grad():
+            bridge.run_with_hooks(torch.full((L, 1), int(tok), device=device), fwd_hooks=fwd)
+    except Exception:  # noqa: BLE001 - an architecture without these hooks: no constants
+        return None
+    if len(got) != L or any(v.ndim != 2 for v in got.values()):
+        return None
+    return torch.stack([got[i] for i in range(L)]).cpu()
 
 
 def _boot_local(path: Path, device: torch.device, dtype: torch.dtype) -> Any:

@@ -83,6 +83,43 @@ def test_layers_and_neurons_by_hand(model, dla, direction):
     assert dla.neurons[layer, n].item() == pytest.approx(direct(act * w_out), abs=1e-4)
 
 
+def test_each_head_reads_its_own_output_with_its_constant_term(model, dla):
+    """Per-head DLA against each head's own output, ``z_h @ W_O[h]`` (b_V included), taken with
+    plain torch hooks from a fresh copy of the Hugging Face model (the input of c_proj, split by
+    head), centred, over the final LayerNorm's scale, onto ln_f.weight * (W_U[a] - W_U[w]).
+    With TransformerLens's default value-bias folding L2H0 read -1.309 here instead of -1.414.
+    What is left in attn_bias is c_proj's own bias, which no head writes."""
+    from transformers import AutoModelForCausalLM
+
+    from interp_widgets.demo import MODEL_DIR
+
+    hf = AutoModelForCausalLM.from_pretrained(MODEL_DIR).eval()
+    a, w = single_token_id(model, ANSWER), single_token_id(model, WRONG)
+    z, final = {}, {}
+    handles = [blk.attn.c_proj.register_forward_hook(
+        lambda mod, inp, out, i=i: z.__setitem__(i, inp[0])) for i, blk in
+        enumerate(hf.transformer.h)]
+    handles.append(hf.transformer.ln_f.register_forward_hook(
+        lambda mod, inp, out: final.__setitem__("x", inp[0])))
+    with torch.no_grad():
+        hf(model.to_tokens(PROMPT))
+        for h in handles:
+            h.remove()
+        x = final["x"][0, -1]
+        scale = ((x - x.mean()).pow(2).mean() + hf.config.layer_norm_epsilon).sqrt()
+        direction = hf.transformer.ln_f.weight * (hf.lm_head.weight[a] - hf.lm_head.weight[w])
+        n_heads = hf.config.n_head
+        for layer, blk in enumerate(hf.transformer.h):
+            w_o = blk.attn.c_proj.weight.view(n_heads, -1, hf.config.n_embd)  # [head, d_head, d]
+            out = torch.einsum("hd,hdm->hm", z[layer][0, -1].view(n_heads, -1), w_o)
+            own = ((out - out.mean(-1, keepdim=True)) / scale) @ direction  # [head]
+            torch.testing.assert_close(dla.heads[layer], own, atol=2e-4, rtol=1e-4)
+            b_o = blk.attn.c_proj.bias
+            assert dla.attn_bias[layer].item() == pytest.approx(
+                float(((b_o - b_o.mean()) / scale) @ direction), abs=2e-4)
+    assert dla.heads[2, 0].item() == pytest.approx(-1.414, abs=2e-3)
+
+
 def test_logit_diff_lens_ends_at_the_model(model, dla):
     labels, lens = logit_diff_lens(model, PROMPT, ANSWER, WRONG)
     assert lens.shape == (model.cfg.n_layers + 1, len(dla.str_tokens))

@@ -120,11 +120,36 @@ def test_zero_ablation_matches_a_hand_written_hook(model):
                                              fwd_hooks=[(HOOK, _zero_hook)])
     ids = [model.tokenizer(t, add_special_tokens=False)["input_ids"][0] for t in (" an", " a")]
     real = run.attention_mask.bool()
-    torch.testing.assert_close(res.logit_ablated[real], logits[..., ids][real], atol=1e-5,
-                               rtol=1e-5)
+    # a difference of two tokens' logits is the bridge's (centring cancels in it) ...
+    diff = logits[..., ids[0]] - logits[..., ids[1]]
+    torch.testing.assert_close((res.logit_ablated[..., 0] - res.logit_ablated[..., 1])[real],
+                               diff[real], atol=1e-4, rtol=1e-5)
     loss = per_token_loss(logits, run.tokens, run.attention_mask)
     torch.testing.assert_close(res.d_loss, loss - run.loss, equal_nan=True, atol=1e-5, rtol=1e-5)
     assert torch.isnan(res.logit_clean[1, run.attention_mask[1] == 0]).all()
+    # ... but the absolute logits are the Hugging Face model's own, clean and ablated: a fresh
+    # copy from disk, zero-ablated with a plain torch hook on its activation function
+    from transformers import AutoModelForCausalLM
+
+    from interp_widgets.demo import MODEL_DIR
+
+    hf = AutoModelForCausalLM.from_pretrained(MODEL_DIR).eval()
+    assert not res.logits_centred
+    with torch.no_grad():
+        clean = hf(run.tokens, attention_mask=run.attention_mask).logits[..., ids]
+
+        def zero(module, inputs, out):
+            out = out.clone()
+            out[..., N] = 0.0
+            return out
+
+        handle = hf.transformer.h[L].mlp.act.register_forward_hook(zero)
+        ablated = hf(run.tokens, attention_mask=run.attention_mask).logits[..., ids]
+        handle.remove()
+    torch.testing.assert_close(res.logit_clean[real], clean[real], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(res.logit_ablated[real], ablated[real], atol=1e-4, rtol=1e-5)
+    # TransformerLens's centred logits are off by a per-position constant (several logits)
+    assert float((run.logits[..., ids][real] - clean[real]).abs().max()) > 0.5
 
 
 def test_mean_and_resample_statistics_come_from_the_corpus(model, docs):

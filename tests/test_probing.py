@@ -131,3 +131,75 @@ def test_token_activations_and_topic_probe_on_the_demo_model(model):
     r = probing.sparse_probe(ta.acts[hook], labels, positive=topic, k=(1, 8), groups=ta.doc,
                              dense=False)
     assert 0.0 <= r.f1[0] <= 1.0 and len(r.selected[1]) == 8
+
+
+def test_token_rows_are_split_by_document_by_default(model):
+    """Rows from token_activations carry their documents: the default split keeps each
+    document on one side, and says so; a plain matrix is split by row, and says that too."""
+    from interp_widgets.demo.corpus import corpus_with_labels
+
+    docs = corpus_with_labels(60, seed=7)
+    hook = "blocks.0.mlp.hook_post"
+    ta = probing.token_activations(model, [d for d, _ in docs], [hook])
+    topic = np.array([docs[d][1] for d in ta.doc.tolist()])
+    positive = topic[0]
+    grouped = probing.sparse_probe(ta, topic, positive=positive, k=(4,))
+    sp = probing.split(probing.binary_labels(topic, positive), groups=ta)
+    doc = ta.doc.numpy()
+    assert not set(doc[sp.train]) & set(doc[sp.test])  # no document on both sides
+    assert grouped.grouped_by == "document" and "split by document" in grouped.notes[-1]
+    assert "none on both sides" in grouped.notes[-1]
+    by_row = probing.sparse_probe(ta.matrix(), topic, positive=positive, k=(4,))
+    assert by_row.grouped_by == "row" and "split by row at random" in by_row.notes[-1]
+    rows = probing.split(probing.binary_labels(topic, positive))
+    assert len(set(doc[rows.train]) & set(doc[rows.test])) > 50  # nearly every document
+    # the same numbers as passing the documents by hand
+    explicit = probing.sparse_probe(ta.matrix(), topic, positive=positive, k=(4,),
+                                    groups=ta.doc)
+    assert explicit.f1 == grouped.f1 and explicit.dense_f1 == grouped.dense_f1
+    # selected rows keep their documents
+    content = np.array([len(t.strip()) > 3 for t in ta.tokens])
+    sub = ta.select(content)
+    assert len(sub) == int(content.sum()) and torch.equal(sub.doc, ta.doc[content])
+    r = probing.compare_bases({"mlp": sub}, topic[content], positive=positive, k=(1,),
+                              dense=False)
+    assert r.split.grouped_by == "document"
+
+
+def test_f1_interval_by_hand():
+    """Three documents: (y, pred) rows give TP/FP/FN per document (1,0,1), (0,1,0), (2,0,0);
+    F1 = 2*3 / (2*3 + 1 + 1) = 0.75; without document 2 it is 2/(2+1+1) = 0.5, and with
+    document 1 alone 0: the interval lies within [0, 1] around 0.75."""
+    y = np.array([1, 1, 0, 1, 1])
+    pred = np.array([1, 0, 1, 1, 1])
+    groups = np.array([0, 0, 1, 2, 2])
+    est = probing.f1_interval(y, pred, groups, n_boot=500)
+    assert est.value == pytest.approx(0.75) and est.n == 3
+    assert 0.0 <= est.low <= 0.75 <= est.high <= 1.0
+    # rows as their own groups: n = 5
+    assert probing.f1_interval(y, pred, n_boot=500).n == 5
+
+
+def test_repeated_grouped_folds_give_a_mean_and_an_interval():
+    x, y = data(n=300, seed=4)
+    groups = np.arange(300) // 5  # 60 "documents" of 5 rows
+    r = probing.sparse_probe(x, y, k=(1, 2), groups=groups, n_folds=3, repeats=2, dense=False)
+    assert r.n_folds == 6 and r.grouped_by == "groups"
+    folds = probing.probe_folds(y, n_folds=3, repeats=2, groups=groups)
+    # the value is the mean of the folds' F1 for the unit they each select (unit 3 here)
+    f1s = []
+    for sp in folds:
+        assert not set(groups[sp.train]) & set(groups[sp.test])
+        clf = make_pipeline(StandardScaler(), LogisticRegression(
+            class_weight="balanced", max_iter=2000, solver="newton-cholesky"))
+        clf.fit(x[sp.train][:, [3]], y[sp.train])
+        f1s.append(f1_score(y[sp.test], clf.predict(x[sp.test][:, [3]])))
+    assert r.f1[0] == pytest.approx(np.mean(f1s))
+    est = r.f1_ci[0]
+    assert est.n == 6 and est.low < r.f1[0] < est.high
+    frame = r.frame()
+    assert list(frame.columns[:4]) == ["k", "f1", "f1_low", "f1_high"]
+    with pytest.raises(ValueError, match="n_folds must be an int >= 2"):
+        probing.sparse_probe(x, y, n_folds=1)
+    with pytest.raises(ValueError, match="groups must be 'auto', None"):
+        probing.sparse_probe(x, y, groups="documents")

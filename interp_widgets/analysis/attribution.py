@@ -38,7 +38,13 @@ class LogitAttribution:
 
     embed, pos_embed: contributions of the token and position embeddings.
     attn, mlp: Tensor[layer]: each attention layer's and MLP's output (biases included).
-    heads: Tensor[layer, head]; attn_bias: Tensor[layer] = attn - heads.sum(1) (the b_O term).
+    heads: Tensor[layer, head]: each head's own output ``z_h @ W_O[h]`` at `pos`, its constant
+    term included (b_V and the first LayerNorm's bias through W_V, then W_O), which
+    TransformerLens's value-bias folding moves into b_O; `Model.head_value_bias` (kept by
+    `load_model`) puts it back. attn_bias: Tensor[layer] = attn - heads.sum(1): the attention
+    output projection's own bias b_O, which belongs to no head (with a Model built from a bridge
+    processed elsewhere, `head_value_bias` is unknown and the heads' constants stay in it:
+    `heads_constant` is then False).
     neurons: Tensor[layer, d_mlp]; mlp_bias: Tensor[layer] = mlp - neurons.sum(1) (b_out).
     unembed_bias: b_U[answer] - b_U[wrong], a constant no component writes.
     logit_diff: the model's logit difference; embed + pos_embed + attn.sum() + mlp.sum() +
@@ -59,6 +65,7 @@ class LogitAttribution:
     neurons: torch.Tensor
     mlp_bias: torch.Tensor
     unembed_bias: float
+    heads_constant: bool = True
 
     @property
     def layers(self) -> torch.Tensor:
@@ -114,6 +121,16 @@ def direct_logit_attribution(model: Model, prompt: str | torch.Tensor, answer: s
     attn = torch.stack([c[f"{layer}_attn_out"] for layer in range(L)])
     mlp = torch.stack([c[f"{layer}_mlp_out"] for layer in range(L)])
     head_vals = heads.attribution.reshape(-1)[:-1].float().cpu().reshape(L, -1)  # no remainder
+    vb = getattr(model, "head_value_bias", None)
+    if vb is not None:  # each head's constant z, through W_O and the final LayerNorm
+        with torch.no_grad():
+            w_o = torch.stack([bridge.blocks[i].attn.W_O.detach().float().cpu()
+                               for i in range(L)])  # [layer, head, d_head, d_model]
+            const = torch.einsum("lhd,lhdm->lhm", vb, w_o)  # [layer, head, d_model]
+            if str(model.cfg.normalization_type).startswith("LN"):
+                const = const - const.mean(-1, keepdim=True)  # the final LayerNorm centres
+            scale = cache["ln_final.hook_scale"][0, pos].float().cpu()  # [1]
+            head_vals = head_vals + (const / scale) @ direction.float().cpu()
     neuron_vals = neurons.reshape(L, -1).float().cpu()  # [layer, d_mlp]
     b_u = getattr(bridge, "b_U", None)
     return LogitAttribution(
@@ -124,6 +141,7 @@ def direct_logit_attribution(model: Model, prompt: str | torch.Tensor, answer: s
         attn=attn, mlp=mlp, heads=head_vals, attn_bias=attn - head_vals.sum(1),
         neurons=neuron_vals, mlp_bias=mlp - neuron_vals.sum(1),
         unembed_bias=0.0 if b_u is None else float(b_u[a] - b_u[w]),
+        heads_constant=vb is not None,
     )
 
 

@@ -30,12 +30,19 @@ def _neuron(model: Model, layer: int, neuron: int, hook: str = "mlp.hook_post") 
     return name, check_neuron(neuron, d_mlp(model))
 
 
-def _hooked_logits(model: Model, run: Run, hooks: list[tuple[str, Hook]]) -> torch.Tensor:
-    """Tensor[batch, pos, vocab]: the logits of `run`'s tokens (same padding) with `hooks` on."""
+def _hooked_logits(model: Model, run: Run, hooks: list[tuple[str, Hook]],
+                   grab: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Tensor[batch, pos, vocab]: the logits of `run`'s tokens (same padding) with `hooks` on;
+    `grab` {hook name: ...} is filled with those hooks' values of the hooked pass."""
     padded = bool((run.attention_mask == 0).any())
     kwargs = {"attention_mask": run.attention_mask} if padded else {}
+    extra = []
+    for name in grab or {}:
+        def keep(act: torch.Tensor, hook=None, name=name) -> None:
+            grab[name] = act.detach()
+        extra.append((name, keep))
     with torch.no_grad():
-        return model.bridge.run_with_hooks(run.tokens, fwd_hooks=hooks, **kwargs)
+        return model.bridge.run_with_hooks(run.tokens, fwd_hooks=hooks + extra, **kwargs)
 
 
 def _set_neuron(neuron: int, values: torch.Tensor | float, pos: torch.Tensor | None = None,
@@ -361,7 +368,12 @@ def neuron_selectivity(model: Model, corpus, layer: int, neuron: int, *,
 class AblationResult:
     """Per-token effect of ablating the neuron. Tensors are [batch, pos] (NaN at padding) and
     [batch, pos, target] for the targets; logits / probs at pos predict the token at pos + 1.
-    `value`: what the activation was set to (a number, or "resample")."""
+    `value`: what the activation was set to (a number, or "resample").
+    `logit_clean` / `logit_ablated` are the model's own logits (the Hugging Face model's,
+    `Model.logit_shift` added back to TransformerLens's centred ones); `logits_centred` is True
+    when the shift was unknown (a bridge wrapped after processing) and they are the centred
+    ones, which differ from the model's by a per-position constant (differences and
+    probabilities are unaffected)."""
 
     mode: str
     value: float | str
@@ -373,6 +385,7 @@ class AblationResult:
     logit_ablated: torch.Tensor
     prob_clean: torch.Tensor
     prob_ablated: torch.Tensor
+    logits_centred: bool = False
 
     @property
     def d_loss(self) -> torch.Tensor:
@@ -435,24 +448,31 @@ def ablate_neuron(model: Model, prompts: str | Sequence[str], layer: int, neuron
         raise ValueError(f"mode must be 'zero', 'mean' or 'resample'; got {mode!r}.")
     name, n = _neuron(model, layer, neuron, hook)
     target_ids = [single_token_id(model, t) for t in (targets or [])]
-    run = model.run(prompts)
+    resid = model.final_resid_hook
+    run = model.run(prompts, names=[resid])
     gen = torch.Generator().manual_seed(seed)
     values, desc = _replacement(mode, n, layer, name, model, corpus, scan,
                                 tuple(run.tokens.shape), gen)
     real = run.attention_mask.bool()
-    logits = _hooked_logits(model, run, [(name, _set_neuron(n, values, real))])
+    grab: dict[str, torch.Tensor] = {resid: run.cache[resid]}
+    logits = _hooked_logits(model, run, [(name, _set_neuron(n, values, real))], grab)
     nan = ~real.cpu()[..., None]
 
-    def per_target(lg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def per_target(lg: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lg = lg.float().cpu()
         probs = lg.softmax(-1)[..., target_ids].masked_fill(nan, float("nan"))
-        return lg[..., target_ids].masked_fill(nan, float("nan")), probs
+        own = lg[..., target_ids]
+        shift = model.logit_shift(r)
+        if shift is not None:  # the model's own logits, not TransformerLens's centred ones
+            own = own + shift.float().cpu()[..., None]
+        return own.masked_fill(nan, float("nan")), probs
 
-    (lc, pc), (la, pa) = per_target(run.logits), per_target(logits)
+    (lc, pc), (la, pa) = per_target(run.logits, run.cache[resid]), per_target(logits, grab[resid])
     rows = run.str_tokens
     return AblationResult(mode, desc, [rows] if run.single else rows, run.loss.cpu(),
                           per_token_loss(logits, run.tokens, run.attention_mask).cpu(),
-                          list(targets or []), lc, la, pc, pa)
+                          list(targets or []), lc, la, pc, pa,
+                          logits_centred=model.logit_offset is None)
 
 
 @dataclass
