@@ -1,4 +1,7 @@
-"""PCA and ICA dictionaries (scikit-learn): baselines with an SAE's interface.
+"""PCA and ICA dictionaries: baselines with an SAE's interface. `fit_pca` / `fit_ica` fit
+in-memory activations with scikit-learn; `fit_dictionary` streams any number of tokens into
+streaming PCA, torch FastICA or overcomplete ICA (`streaming_pca`, `fastica`,
+`overcomplete_ica`).
 
 A `LinearDictionary` has `encode`, `decode`, `forward`, `W_dec`, `d_in`, `d_sae` and `hook_name`,
 so `evaluate_sae`, splicing and the feature views take it like an SAE, and "sparse coding beats
@@ -8,7 +11,9 @@ codes of largest magnitude are kept per token, which compares the baselines at t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +38,16 @@ class LinearDictionary(nn.Module):
         self.d_in, self.d_sae = W_dec.shape[1], W_dec.shape[0]
         self.kind, self.k, self.hook_name = kind, k, hook_name
         self.arch, self.reshape_activations = kind, "none"
+
+    @property
+    def name(self) -> str:
+        """What the basis is, e.g. "ica 128 @ blocks.1.hook_resid_pre"."""
+        return f"{self.kind} {self.d_sae}" + (f" @ {self.hook_name}" if self.hook_name else "")
+
+    @property
+    def directions(self) -> torch.Tensor:
+        """Tensor[n_units, d_in]: each unit's output direction (W_dec's rows)."""
+        return self.W_dec
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, d_in={self.d_in}, d_sae={self.d_sae}, k={self.k}"
@@ -111,18 +126,126 @@ def fit_ica(acts: torch.Tensor | np.ndarray, n_components: int, *, k: int | None
                             kind="ica", k=k, hook_name=hook_name)
 
 
-def fit_dictionary(model: Model, corpus, hook: str, kind: str, n_components: int, *,
-                   k: int | None = None, max_tokens: int | None = None, seed: int = 0,
-                   skip_bos: bool = True) -> LinearDictionary:
-    """Fit a PCA or ICA dictionary (`kind`) on `hook`'s activations over a corpus, using at
-    most `max_tokens` tokens (default 50,000 for PCA, 10,000 for ICA: FastICA's iterations
-    cost tokens x components^2 each, about a minute for 10k x 192 on one CPU thread)."""
-    from ..sae.activations import collect_activations
+KINDS = ("pca", "ica", "overcomplete_ica")
 
-    fits = {"pca": fit_pca, "ica": fit_ica}
-    if kind not in fits:
-        raise ValueError(f"kind must be 'pca' or 'ica'; got {kind!r}.")
-    if max_tokens is None:
-        max_tokens = 50_000 if kind == "pca" else 10_000
-    acts = collect_activations(model, corpus, hook, max_tokens=max_tokens, skip_bos=skip_bos)
-    return fits[kind](acts, n_components, k=k, hook_name=hook, seed=seed)
+
+def fit_dictionary(model: Model, corpus: Any, hook: str, kind: str, n_components: int, *,
+                   k: int | None = None, max_tokens: int | None = None, seed: int = 0,
+                   skip_bos: bool = True, batch_size: int = 16,
+                   device: str | torch.device | None = None, spill_dir: str | None = None,
+                   progress: bool = False, **options: Any) -> LinearDictionary:
+    """Fit a PCA, ICA or overcomplete-ICA dictionary (`kind`) on `hook`'s activations over the
+    first `max_tokens` tokens (default 50,000) of a corpus, streamed in constant memory, so any
+    token budget (an SAE's) fits:
+
+    - "pca": one pass, the float64 covariance summed batch by batch (`fit_streaming_pca`);
+    - "ica": torch FastICA (`fit_fastica`), one pass per iteration; activations from the model
+      are spilled once to a temporary folder of float32 .npy chunks (in `spill_dir`, default
+      the system's temp; max_tokens x d x 4 bytes) and read back chunk by chunk;
+    - "overcomplete_ica": RICA (`fit_rica`, `n_components` >= d): one pass for the whitening,
+      then one epoch of minibatch training over the same tokens.
+
+    corpus: documents (run through `model`, BOS left out with `skip_bos`, as `train_sae` and
+        `evaluate_sae` read them), or SAELens cached activations (`iw.cache_activations`'s
+        folder or the `CachedActivations`), read from disk instead.
+    options: passed to the fitter (e.g. fun=, max_iter=, tol= for ICA; sparsity=, lr=,
+        batch_size= as train_batch_size for overcomplete ICA)."""
+    from .fastica import fit_fastica
+    from .overcomplete_ica import fit_rica
+    from .streaming_pca import fit_streaming_pca
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}; got {kind!r}.")
+    max_tokens = 50_000 if max_tokens is None else max_tokens
+    if max_tokens < 2:
+        raise ValueError(f"max_tokens must be at least 2; got {max_tokens}.")
+    read, cached = _reader(model, corpus, hook, max_tokens, batch_size, skip_bos)
+    if kind == "pca":
+        return fit_streaming_pca(read(), n_components, k=k, hook_name=hook,
+                                 device=device or "cpu")
+    if kind == "overcomplete_ica":
+        train_batch = options.pop("train_batch_size", 4096)
+        return fit_rica(_Reiterable(read), n_components, total_samples=max_tokens,
+                        whiten_samples=max_tokens, batch_size=min(train_batch, max_tokens),
+                        hook=hook, k=k, seed=seed, device=device, progress=progress,
+                        **options)
+    if cached:
+        return fit_fastica(read, n_components, k=k, hook_name=hook, seed=seed, device=device,
+                           progress=progress, **options)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="iw-ica-", dir=spill_dir) as tmp:
+        files = _spill(read(), Path(tmp))
+        return fit_fastica(lambda: (torch.from_numpy(np.load(f)) for f in files), n_components,
+                           k=k, hook_name=hook, seed=seed, device=device, progress=progress,
+                           **options)
+
+
+class _Reiterable:
+    """An iterable that calls `read()` for a fresh pass each time it is iterated."""
+
+    def __init__(self, read: Callable[[], Iterator[torch.Tensor]]):
+        self.read = read
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.read()
+
+
+def _reader(model: Model, corpus: Any, hook: str, max_tokens: int, batch_size: int,
+            skip_bos: bool) -> tuple[Callable[[], Iterator[torch.Tensor]], bool]:
+    """(a function giving a fresh pass over the first `max_tokens` activations [n_i, d] each
+    call, whether they come from cached activations)."""
+    import os
+
+    from ..sae.activations import limited_activations
+
+    is_folder = isinstance(corpus, (str, os.PathLike)) and Path(corpus).expanduser().is_dir()
+    if is_folder or type(corpus).__name__ == "CachedActivations":
+        from .fastica import passes
+
+        whole = passes(corpus, hook=hook, skip_bos=skip_bos)
+
+        def cut() -> Iterator[torch.Tensor]:
+            n = 0
+            for chunk in whole():
+                yield chunk[:max_tokens - n]
+                n += len(chunk)
+                if n >= max_tokens:
+                    return
+
+        return cut, True
+    if isinstance(corpus, str):
+        raise TypeError("corpus must be a list of documents (or cached activations), not one "
+                        "string: wrap it in a list.")
+    model.check_hook_names([hook])
+    docs = list(corpus)
+    return (lambda: limited_activations(model, docs, hook, max_tokens=max_tokens,
+                                        batch_size=batch_size, skip_bos=skip_bos)), False
+
+
+def _spill(chunks: Iterable[torch.Tensor], folder: Path, rows: int = 65536) -> list[Path]:
+    """Write a stream of Tensor[n_i, d] to float32 .npy files of about `rows` rows each (NaN/inf
+    refused with the batch and row where it is); returns the files in order."""
+    from .streaming_pca import check_finite
+
+    files: list[Path] = []
+    pending: list[torch.Tensor] = []
+    size = 0
+
+    def flush() -> None:
+        f = folder / f"{len(files):06d}.npy"
+        np.save(f, torch.cat(pending).float().cpu().numpy())
+        files.append(f)
+        pending.clear()
+
+    for i, c in enumerate(chunks):
+        c = c.flatten(0, -2)
+        check_finite(c, i)
+        pending.append(c)
+        size += len(c)
+        if size >= rows:
+            flush()
+            size = 0
+    if pending:
+        flush()
+    return files

@@ -172,8 +172,10 @@ def fit_fastica(source: Any, n_components: int, *, fun: str = "logcosh", alpha: 
     device: where the iterations run ("cuda" works; default CPU); chunks move there one at a
         time. Matmuls are float32; the covariance, whitening and W are float64.
     Returns a `LinearDictionary` (kind "ica") with `components_` [c, d] (the unmixing in input
-    space), `mixing_` [d, c], `n_iter_`, `converged_`, `whitening_` and unit-variance sources:
-    codes = (x - mean) @ W_enc, x_hat = codes @ W_dec + mean."""
+    space), `mixing_` [d, c], `n_iter_`, `converged_`, `whitening_` and unit-variance sources,
+    each signed so that its skew is positive, i.e. its long tail is its
+    active side, as an SAE latent's is: codes = (x - mean) @ W_enc, x_hat = codes @ W_dec +
+    mean."""
     from tqdm.auto import tqdm
 
     dev = torch.device(device or "cpu")
@@ -235,7 +237,11 @@ def fit_fastica(source: Any, n_components: int, *, fun: str = "logcosh", alpha: 
         warnings.warn(f"FastICA did not converge after {max_iter} iterations (max |<w_new, "
                       f"w_old>| - 1 = {lim:.2e}, tol {tol:g}). Consider increasing tol or "
                       "max_iter.", ConvergenceWarning, stacklevel=2)
-    components = (W @ wh.K.to(dev)).cpu()  # [c, d]: unmixing in input space, float64
+    W32, m3 = W.to(torch.float32), torch.zeros(n_components, dtype=torch.float64, device=dev)
+    for z in chunks():  # one more pass: each source's skew, to orient it
+        m3 += (z @ W32.T).pow(3).sum(0).double()
+    sign = torch.where(m3 < 0, -1.0, 1.0).to(W)
+    components = (sign[:, None] * W @ wh.K.to(dev)).cpu()  # [c, d]: input-space unmixing
     mixing = torch.linalg.pinv(components)  # [d, c]
     d = LinearDictionary(components.T, mixing.T, wh.mean.cpu(), kind="ica", k=k,
                          hook_name=hook_name or hook)

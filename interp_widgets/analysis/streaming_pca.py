@@ -13,6 +13,15 @@ import torch
 from .dictionaries import LinearDictionary
 
 
+def check_finite(x: torch.Tensor, batch: int) -> None:
+    """Refuse NaN/inf in batch x [n, d], saying the batch, row and dimension of the first one."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"Batch {batch} has a non-finite activation ({float(x[row, col])}) "
+                         f"at row {row}, dimension {col}: clean the activations first.")
+
+
 class CovarianceAccumulator:
     """Running float64 sums of x [n, d] batches: count, sum [d], sum of outer products [d, d]."""
 
@@ -28,12 +37,7 @@ class CovarianceAccumulator:
         if x.ndim != 2 or x.shape[1] != self.d:
             raise ValueError(f"Batch {self.batches} has shape {list(x.shape)}; "
                              f"expected [n, {self.d}].")
-        bad = ~torch.isfinite(x)
-        if bool(bad.any()):
-            row, col = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"Batch {self.batches} has a non-finite activation "
-                             f"({float(x[row, col])}) "
-                             f"at row {row}, dimension {col}: clean the activations first.")
+        check_finite(x, self.batches)
         x64 = x.to(self.device, torch.float64)
         self.sum += x64.sum(0)
         self.outer += x64.T @ x64

@@ -50,20 +50,28 @@ def _acts(model: Model, docs: Sequence[str], hook: str, skip_bos: bool) -> torch
     return acts[keep].flatten(1)  # [n_tokens, d]
 
 
+def limited_activations(model: Model, corpus: Iterable[str], hook: str, *,
+                        max_tokens: int | None = None, batch_size: int = 16,
+                        skip_bos: bool = True) -> Iterator[torch.Tensor]:
+    """`model_activations`, stopped after `max_tokens` rows in all (the last chunk cut);
+    an empty corpus is refused."""
+    n = 0
+    for acts in model_activations(model, corpus, hook, batch_size=batch_size, skip_bos=skip_bos):
+        if max_tokens is not None and n + len(acts) >= max_tokens:
+            yield acts[:max_tokens - n]
+            return
+        n += len(acts)
+        yield acts
+    if n == 0:
+        raise ValueError("The corpus is empty: give at least one document.")
+
+
 def collect_activations(model: Model, corpus: Iterable[str], hook: str, *,
                         max_tokens: int | None = None, batch_size: int = 16,
                         skip_bos: bool = True) -> torch.Tensor:
     """Tensor[n, d]: `hook`'s activations over the corpus (at most `max_tokens` rows)."""
-    out, n = [], 0
-    for acts in model_activations(model, corpus, hook, batch_size=batch_size, skip_bos=skip_bos):
-        out.append(acts)
-        n += len(acts)
-        if max_tokens is not None and n >= max_tokens:
-            break
-    if not out:
-        raise ValueError("The corpus is empty: give at least one document.")
-    acts = torch.cat(out)
-    return acts[:max_tokens] if max_tokens is not None else acts
+    return torch.cat(list(limited_activations(model, corpus, hook, max_tokens=max_tokens,
+                                              batch_size=batch_size, skip_bos=skip_bos)))
 
 
 def shuffled(chunks: Iterable[torch.Tensor], batch_size: int, buffer_size: int, *,

@@ -358,7 +358,8 @@ def _loop(trainer: _Trainer, batches: Iterator[torch.Tensor], folder: Path | Non
 
     cfg = trainer.cfg
     bar = tqdm(total=cfg.total_samples, initial=trainer.samples, unit="samples",
-               unit_scale=True, disable=not progress, desc=f"train {cfg.arch} SAE")
+               unit_scale=True, disable=not progress,
+               desc=getattr(trainer, "desc", f"train {cfg.arch} SAE"))
     next_ckpt = (trainer.samples // every + 1) * every
     try:
         while trainer.samples < cfg.total_samples:
