@@ -201,7 +201,7 @@ def attribution_graph(model: Model, transcoders: Transcoders, prompt: str | torc
         logit_ids=logit_ids, logit_probs=logit_probs, n_layers=L,
         model_name=model.name, transcoder_kind=transcoders.kind,
         real_logits=rr.logits[-1].numpy(), replacement_logits=replacement_logits[-1].numpy(),
-        seconds=time.perf_counter() - t0)
+        seconds=time.perf_counter() - t0, model=model, transcoders=transcoders)
     g.compute_influence()
     return g
 

@@ -34,7 +34,8 @@ class AttributionGraph:
         logits), value (feature activation = pre-activation; demeaned logit; for errors and
         embeddings the norm of the vector they add; NaN for biases), influence, token, prob.
     adjacency: ndarray [n_nodes, n_nodes] float32, adjacency[target, source] = direct effect.
-    supernodes: {name: [node_id, ...]}, saved with the graph.
+    supernodes: {name: [node_id, ...]}, saved with the graph (in the JSON's
+        qParams.supernodes as [[name, node_id, ...], ...], Neuronpedia's layout).
     Completeness: for every node with inputs, adjacency[i].sum() == nodes.value[i]."""
 
     nodes: pd.DataFrame
@@ -56,6 +57,10 @@ class AttributionGraph:
     kept_node_influence: float | None = None
     kept_edge_influence: float | None = None
     parent: AttributionGraph | None = field(default=None, repr=False)
+    #: the model and transcoders the graph was made with (not saved in the JSON), so that
+    #: `GraphView(g)` can fetch dashboards and intervene; None for a loaded graph
+    model: Any = field(default=None, repr=False, compare=False)
+    transcoders: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         counts = self.nodes.kind.value_counts().to_dict()

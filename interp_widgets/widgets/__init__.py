@@ -8,6 +8,7 @@ from .attribution import AttributionView
 from .autointerp_table import AutoInterpTable
 from .explain import ExplainMixin
 from .feature_browser import FeatureBrowser
+from .graph_view import GraphView
 from .logit_lens import LogitLens
 from .neuron_view import NeuronView
 from .patching import PatchingView
@@ -24,6 +25,7 @@ __all__ = [
     "BaseWidget",
     "ExplainMixin",
     "FeatureBrowser",
+    "GraphView",
     "LogitLens",
     "NeuronView",
     "PatchingView",

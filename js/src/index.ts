@@ -15,6 +15,7 @@ import { probeView } from "./widgets/probe_view";
 import { withExplain } from "./components/explain";
 import { featureBrowser } from "./widgets/feature_browser";
 import { promptFeatures } from "./widgets/prompt_features";
+import { graphView } from "./widgets/graph_view";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
@@ -29,6 +30,7 @@ export const VIEWS: Record<string, View> = {
   probe_view: probeView,
   feature_browser: withExplain(featureBrowser),
   prompt_features: promptFeatures,
+  graph_view: graphView,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
