@@ -139,7 +139,7 @@ def test_save_load_round_trip_is_atomic(scan, tmp_path):
     (tmp_path / "other.safetensors").write_bytes(b"not a scan")
     with pytest.raises(ValueError, match="not a safetensors file"):
         NeuronScan.load(tmp_path / "other.safetensors")
-    with pytest.raises(FileNotFoundError, match="No neuron scan"):
+    with pytest.raises(FileNotFoundError, match="No unit scan"):
         NeuronScan.load(tmp_path / "missing.safetensors")
 
 
@@ -174,9 +174,11 @@ def test_token_ids_one_document_and_memory(model, docs):
     one = scan_neurons(model, ["Mary went to the store."], LAYER, k=4, progress=False)
     assert one.n_docs == 1 and one.n_tokens == len(model.to_str_tokens("Mary went to the store."))-1
     assert len(one.top_values(0)) == 4
-    # state size does not depend on the corpus length
-    size = {k: v.numel() for k, v in one._tensors().items()}
-    assert size == {k: v.numel() for k, v in a._tensors().items()}
+    # state size does not depend on the corpus length (the random sample's sparse windows are
+    # bounded by n_random x width x units, and hold what its positions' windows hold)
+    size = {k: v.numel() for k, v in one._tensors().items() if not k.startswith("random.")}
+    assert size == {k: v.numel() for k, v in a._tensors().items()
+                    if not k.startswith("random.")}
 
 
 def test_bad_input(model, scan):

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import torch
 
-from .feature_scan import FeatureScan, scan_features  # noqa: F401  (scan_features re-exported)
+from .feature_scan import scan_features  # noqa: F401  (re-exported)
 from .neurons import _token_table
 
 if TYPE_CHECKING:
     from ..model import Model
+    from ..units import UnitScan as FeatureScan
 
 
 def _check_feature(sae: Any, feature: int) -> int:

@@ -1,8 +1,8 @@
 """Activation records: a unit's activation on each token of a short text, the input of explain,
 simulate and score.
 
-Records come from a scan (`records_from_scan`: its top examples and random ones, drawn from a
-NeuronScan's activation buckets or a FeatureScan's uniform sample of the corpus), from any object
+Records come from a scan (`records_from_scan`: its top examples and random ones, from the
+scan's uniform sample of corpus positions), from any object
 with `tokens` and `acts` (`records_from_examples`), or from an activation matrix over a tokenized
 corpus (`records_from_activations`, for SAE latents and PCA/ICA directions).
 """
@@ -10,7 +10,6 @@ corpus (`records_from_activations`, for SAE latents and PCA/ICA directions).
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,25 +126,14 @@ def records_from_examples(examples: Iterable[Any], source: str = "") -> list[Act
 
 def records_from_scan(scan: Any, unit: int, *, n_top: int = 20, n_random: int = 20,
                       seed: int = 0) -> list[ActivationRecord]:
-    """A unit's top `n_top` examples and `n_random` random ones from a `NeuronScan` or a
-    `FeatureScan`.
+    """A unit's top `n_top` examples and `n_random` random ones from a `UnitScan`.
 
-    A FeatureScan keeps a uniform sample of corpus positions (`random_examples`), where a sparse
-    feature is mostly silent; those are its random records. A NeuronScan's random positions are
-    drawn bucket by bucket in proportion to each activation bucket's count (the scan keeps a
-    uniform sample per bucket), so they follow the unit's distribution over the corpus, which
-    is mostly near zero."""
+    The random records are the scan's uniform sample of corpus positions
+    (`UnitScan.random_examples`, the same positions for every unit), so a unit fires on them
+    at its corpus rate: a 3%-density unit on about 3% of them. (`seed` is kept for callers;
+    the sample is fixed by the scan's own seed.)"""
     top = records_from_examples(scan.top_examples(unit)[:n_top], "top")
-    if hasattr(scan, "random_examples"):
-        return top + records_from_examples(scan.random_examples(unit)[:n_random], "random")
-    rng = random.Random(seed * 1_000_003 + unit)
-    pools = [(b.count, list(b.examples)) for b in scan.bucket_examples(unit)]
-    picked = []
-    while len(picked) < n_random and any(ex for _, ex in pools):
-        live = [(c, ex) for c, ex in pools if ex]
-        _, ex = rng.choices(live, weights=[c for c, _ in live])[0]
-        picked.append(ex.pop(rng.randrange(len(ex))))
-    return top + records_from_examples(picked, "random")
+    return top + records_from_examples(scan.random_examples(unit, n_random), "random")
 
 
 def records_from_activations(tokens: Sequence[Sequence[str]], acts: Sequence[Any], unit: int, *,
