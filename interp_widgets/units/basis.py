@@ -160,7 +160,11 @@ class SAEBasis(_Base):
         return None if d is None else d.detach().float()
 
     def _fingerprint(self) -> str:
-        return fingerprint([p for _, p in sorted(self.sae.named_parameters())])
+        if hasattr(self.sae, "named_parameters"):
+            return fingerprint([p for _, p in sorted(self.sae.named_parameters())])
+        weights = [getattr(self.sae, a, None) for a in ("W_enc", "b_enc", "W_dec", "b_dec")]
+        weights = [w for w in weights if isinstance(w, torch.Tensor)]
+        return fingerprint(weights) if weights else super()._fingerprint()
 
     def unit_label(self, unit: int) -> str:
         return f"F{unit}"
