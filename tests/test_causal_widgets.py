@@ -4,7 +4,15 @@ data equals the analysis functions, requests answer, alpha is clipped, static ex
 import pytest
 import torch
 
-from interp_widgets.analysis import Cell, generate, kl_to_baseline, steering_vector
+from interp_widgets.analysis import (
+    Cell,
+    continuation_loss,
+    generate,
+    kl_to_baseline,
+    logit_diff,
+    steering_effect,
+    steering_vector,
+)
 from interp_widgets.widgets import (
     AttributionView,
     PatchingView,
@@ -93,6 +101,27 @@ def test_steering_view(model):
     assert torch.allclose(torch.tensor(decode_array(view.kl)), kl, atol=1e-6)
     bad = view.answer("steer", {"vector": 0, "coeff": 1.0, "layer": 99, "seed": 0})
     assert not bad["ok"] and f"0 .. {model.cfg.n_layers - 1}" in bad["error"]
+    # coherence: the unsteered model's loss on each text; no metric given, none shown
+    assert view.loss == pytest.approx(float(continuation_loss(model, want).mean()), abs=1e-5)
+    assert view.metric_name == "" and view.metric_value is None
+    assert [row["coeff"] for row in view.sweep] == [0.0, 1.5, 3.0, 6.0]
+
+
+def test_steering_view_shows_the_steered_metric_and_strengths(model):
+    sv = steering_vector(model, " an", " a", 1)
+    metric = logit_diff(" an", " a")
+    view = SteeringView(model, "Everyone wanted the apple. In the end, Mary got", sv, coeff=4.0,
+                        max_new_tokens=4, metric=metric, strengths=(0, 4, 8))
+    steer = [(sv, 1, 4.0)]
+    prompt = view.prompt
+    assert view.metric_name == metric.name
+    steered = float(steering_effect(model, prompt, metric, steer)[0])
+    assert view.metric_value == pytest.approx(steered, abs=1e-5)
+    assert view.metric_baseline == pytest.approx(float(steering_effect(model, prompt, metric)[0]),
+                                                 abs=1e-5)
+    r = view.answer("steer", {"vector": 0, "coeff": 8.0, "layer": 1, "seed": 0})["result"]
+    assert r["metric"] == pytest.approx(view.sweep[2]["metric"], abs=1e-5)
+    assert [row["coeff"] for row in r["sweep"]] == [0.0, 4.0, 8.0]
 
 
 def test_perturbation_view_and_exports(model, patching, tmp_path):

@@ -191,3 +191,45 @@ def test_generation_recomputes_when_the_cache_is_not_filled(model, actadd, monke
     fallback = generate(model, PROMPT, steer=steer, max_new_tokens=6, seed=3)
     assert fallback.tokens.tolist() == cached.tokens.tolist()
     assert torch.allclose(fallback.logits, cached.logits, atol=1e-4)
+
+
+def test_continuation_loss_matches_the_hf_models_own_cross_entropy(model, mean_diff):
+    """The coherence measure is the unsteered model's loss on the generated tokens: checked
+    against HF GPT2LMHeadModel's `labels=` loss on the same ids (prompt tokens masked out)."""
+    from transformers import GPT2LMHeadModel
+
+    import interp_widgets as iw
+    from interp_widgets.analysis import continuation_loss
+
+    g = generate(model, PROMPT, steer=[(mean_diff, 1, 4.0)], max_new_tokens=8, seed=3)
+    loss = continuation_loss(model, g)  # [new]
+    assert loss.shape == (8,) and bool((loss >= 0).all())
+    hf = GPT2LMHeadModel.from_pretrained(iw.demo.MODEL_DIR).eval()
+    ids = g.tokens[None]
+    labels = ids.clone()
+    labels[:, :g.n_prompt] = -100
+    with torch.no_grad():
+        want = hf(ids, labels=labels).loss
+    assert float(loss.mean()) == pytest.approx(float(want), abs=1e-4)
+
+
+def test_compare_strengths_rows(model, mean_diff):
+    """Coefficient 0 is the baseline (no KL); each row's metric is steering_effect's; the
+    generation is generate's with the same seed."""
+    from interp_widgets.analysis import compare_strengths, continuation_loss
+
+    metric = logit_diff(" an", " a")
+    prompts = [p for p, right, _ in article_prompts(8, seed=5) if right == " a"]
+    rows = compare_strengths(model, PROMPT, mean_diff, 1, (0, 2, 8), metric=metric,
+                             metric_prompts=prompts, seed=1, max_new_tokens=6)
+    assert [r.coeff for r in rows] == [0.0, 2.0, 8.0]
+    assert rows[0].mean_kl == pytest.approx(0.0, abs=1e-5)
+    base = generate(model, PROMPT, max_new_tokens=6, seed=1)
+    assert rows[0].generation.new_tokens == base.new_tokens
+    assert rows[0].loss == pytest.approx(float(continuation_loss(model, base).mean()))
+    for r in rows:
+        want = steering_effect(model, prompts, metric, [(mean_diff, 1, r.coeff)]).mean()
+        assert r.metric == pytest.approx(float(want), abs=1e-5)
+    assert rows[2].metric > rows[0].metric and rows[2].mean_kl > rows[1].mean_kl
+    with pytest.raises(ValueError, match="coeffs is empty"):
+        compare_strengths(model, PROMPT, mean_diff, 1, ())

@@ -328,6 +328,59 @@ def kl_to_baseline(model: Model, tokens: torch.Tensor, steer: Steer | None) -> t
     return kl_div(steered_logits(model, t, steer), base)[0].cpu()
 
 
+def continuation_loss(model: Model, generation: Generation) -> torch.Tensor:
+    """Tensor[new]: the loss (nats, -log p) the *unsteered* model gives each new token of
+    `generation`, given everything before it: a coherence measure of the text. Steered text the
+    model itself would not write (word salad) costs it far more than its own continuation does,
+    so compare it with the baseline generation's (`generate(..., steer=None)`) at the same seed."""
+    n, ids = generation.n_prompt, generation.tokens.reshape(1, -1).to(model.device)
+    if ids.shape[1] <= n:
+        return torch.zeros(0)
+    with torch.no_grad():
+        logprobs = model.bridge(ids)[0, n - 1:-1].float().log_softmax(-1)  # [new, vocab]
+    return -logprobs.gather(-1, ids[0, n:, None])[:, 0].cpu()
+
+
+@dataclass
+class StrengthRow:
+    """One coefficient of `compare_strengths`: the generation, its mean KL(steered || unsteered)
+    per new token, its `continuation_loss` (mean, nats per token) and, with a metric, the metric
+    steered (mean over the metric's prompts)."""
+
+    coeff: float
+    generation: Generation
+    mean_kl: float
+    loss: float
+    metric: float | None
+
+
+def compare_strengths(model: Model, prompt: str, vector: SteeringVector | torch.Tensor,
+                      layer: int, coeffs: Sequence[float], *, metric: Any = None,
+                      metric_prompts: str | Sequence[str] | None = None, seed: int = 0,
+                      max_new_tokens: int = 20, temperature: float = 1.0) -> list[StrengthRow]:
+    """Side by side of several steering strengths: for each coefficient (0 = unsteered) the
+    generation from `prompt` with the same `seed`, its mean KL to the unsteered model, the
+    unsteered model's loss on it (coherence: `continuation_loss`) and, when `metric` is given,
+    the metric after `metric_prompts` (default: the prompt) with the vector applied, so a
+    metric that moves can be read against text that stays (or stops being) language."""
+    if not len(coeffs):
+        raise ValueError("coeffs is empty: give the coefficients to compare, e.g. (0, 1, 2, 4)")
+    check_layer(model, layer)
+    rows = []
+    for c in coeffs:
+        steer = [(vector, int(layer), float(c))]
+        g = generate(model, prompt, steer=steer, seed=seed, max_new_tokens=max_new_tokens,
+                     temperature=temperature)
+        kl = kl_to_baseline(model, g.tokens, steer)[g.n_prompt - 1:-1]  # [new]
+        loss = continuation_loss(model, g)
+        value = None
+        if metric is not None:
+            value = float(steering_effect(model, metric_prompts or prompt, metric, steer).mean())
+        rows.append(StrengthRow(float(c), g, float(kl.mean()) if len(kl) else 0.0,
+                                float(loss.mean()) if len(loss) else float("nan"), value))
+    return rows
+
+
 # ---- perturbation flow ----------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 // (the static-export shim answers requests from a table, as the kernel would).
 import { describe, expect, it, vi } from "vitest";
 import { encodeArray } from "../src/codec";
+import { fmt } from "../src/components/dom";
 import { cleanUpAfterEach, click, mount, over, tick } from "./mount";
 
 const EVIL = '<img src=x onerror="window.__pwned=1">';
@@ -134,6 +135,39 @@ describe("attribution, steering and perturbation-flow views", () => {
       { timeout: 3000 });
     expect(root.querySelector(".iw-steer-steered")!.textContent).toContain("·x·y");
     expect(root.querySelector(".iw-steer-status")!.textContent).toContain("0.3000");
+  });
+
+  it("steering: the steered metric beside KL, the coherence loss and the strengths side by side", async () => {
+    const kl = encodeArray([0.1, 0.5], [2], "float32");
+    const sweep = (m: number) => [
+      { coeff: 0, text: " a b", mean_kl: 0, loss: 2.1, metric: -3 },
+      { coeff: 2, text: " c d", mean_kl: 0.4, loss: 2.6, metric: m },
+      { coeff: 4, text: EVIL, mean_kl: 1.9, loss: 7.5, metric: 3.4 },
+    ];
+    const args = { vector: 0, coeff: 4, layer: 1, seed: 0 };
+    const { el } = mount(
+      {
+        _view: "steering", prompt: "When", vector_names: ["v"], vector: 0, n_layers: 2, layer: 1,
+        coeff: 2, coeff_max: 20, seed: 0, baseline: [" a", " b"], steered: [" c", " d"], kl,
+        loss: 2.6, loss_baseline: 2.1, metric_name: "logit(' an') - logit(' a')", metric_value: 0.4, metric_baseline: -3, sweep: sweep(0.4),
+      },
+      [["steer", args, { baseline: [" a", " b"], steered: [" x", " y"], kl, mean_kl: 1.9, coeff: 4, layer: 1, loss: 7.5, loss_baseline: 2.1, metric: 3.4, metric_baseline: -3, sweep: sweep(0.4) }]],
+    );
+    const root = el.querySelector(".iw-root") as HTMLElement;
+    expect(root.querySelector(".iw-steer-metric")!.textContent).toBe(`logit(' an') - logit(' a'): ${fmt(0.4)} steered, ${fmt(-3)} unsteered`);
+    expect(root.querySelector(".iw-steer-coherence")!.textContent).toContain(`${fmt(2.6)} steered, ${fmt(2.1)} baseline`);
+    expect(root.querySelector(".iw-steer-baseline .iw-steer-loss")!.textContent).toContain(fmt(2.1));
+    const table = root.querySelector(".iw-steer-sweep-table")!;
+    expect(Array.from(table.querySelectorAll("th")).map((t) => t.textContent)).toEqual(["coefficient", "logit(' an') - logit(' a')", "mean KL", "loss (nats/token)", "text"]);
+    expect(table.querySelectorAll("tbody tr").length).toBe(3);
+    expect(table.querySelector("tr.iw-selected")!.getAttribute("data-coeff")).toBe("2");
+    expect(table.textContent).toContain(EVIL); // text, not markup
+    const coeff = root.querySelector("input.iw-steer-coeff") as HTMLInputElement;
+    coeff.value = "4";
+    coeff.dispatchEvent(new Event("input", { bubbles: true }));
+    await vi.waitFor(() => expect(root.querySelector(".iw-steer-metric")!.textContent).toContain(`${fmt(3.4)} steered`), { timeout: 3000 });
+    expect(root.querySelector(".iw-steer-coherence")!.textContent).toContain(`${fmt(7.5)} steered`);
+    expect(root.querySelector(".iw-steer-sweep-table tr.iw-selected")!.getAttribute("data-coeff")).toBe("4");
   });
 
   it("perturbation flow: removed tokens stay blank; the mode switch changes the scale label", () => {
