@@ -2,7 +2,8 @@
 # Set up a virtual environment in .venv with interp-widgets installed (editable).
 #   bash scripts/setup.sh          # runtime and JupyterLab: enough for the demo
 #   bash scripts/setup.sh --test   # plus test tools, Debian's chromium, the JS toolchain and
-#                                  # SAELens in .venv-saelens, Delphi in .venv-delphi
+#                                  # SAELens in .venv-saelens, Delphi in .venv-delphi,
+#                                  # circuit-tracer in .venv-circuit-tracer
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -38,6 +39,15 @@ if [ "${1:-}" = "--test" ]; then
     jaxtyping "asyncer>=0.0.8" simple_parsing blobfile orjson faiss-cpu sentence-transformers \
     datasets
   .venv-delphi/bin/python -m pip install -q --no-deps "eai-delphi==0.1.3"
+  # circuit-tracer in its own virtualenv (it pins transformers 4.57 and TransformerLens 3's
+  # HookedTransformer): tests/test_circuit_tracer_peer.py compares its attribution graphs with
+  # ours and benchmarks/bench_graph.py races it
+  if [ ! -x .venv-circuit-tracer/bin/python ]; then
+    "$PY" -m venv .venv-circuit-tracer
+  fi
+  .venv-circuit-tracer/bin/python -m pip install -q "torch==2.13.0"
+  .venv-circuit-tracer/bin/python -m pip install -q "circuit-tracer==0.5.0" \
+    "transformer-lens==3.2.1" "transformers==4.57.3"
 else
   .venv/bin/python -m pip install -q -e ".[demo]"
 fi
