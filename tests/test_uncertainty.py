@@ -127,3 +127,11 @@ def test_bad_input_says_what_is_wrong():
 def test_resample_weights_are_counts_summing_to_n():
     w = resample_weights(7, 300, np.random.default_rng(0))
     assert w.shape == (300, 7) and np.all(w.sum(1) == 7) and np.all(w >= 0)
+
+
+def test_stratified_resamples_keep_each_stratum_size():
+    strata = np.array([1, 1, 1, 0, 0])
+    w = resample_weights(5, 200, np.random.default_rng(0), strata)
+    assert np.all(w[:, :3].sum(1) == 3) and np.all(w[:, 3:].sum(1) == 2)
+    with pytest.raises(ValueError, match="strata must have one entry per unit"):
+        iw.analysis.uncertainty.bootstrap(lambda w: w.mean(1), 5, strata=[0, 1])

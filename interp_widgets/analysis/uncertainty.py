@@ -107,22 +107,37 @@ def _check(n_boot: int, level: float, method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
 
 
-def resample_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def resample_weights(n: int, n_boot: int, rng: np.random.Generator,
+                     strata: np.ndarray | None = None) -> np.ndarray:
     """How many times each of `n` units is drawn in each of `n_boot` resamples with replacement:
-    [n_boot, n] counts, each row summing to n."""
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    [n_boot, n] counts, each row summing to n. With `strata` [n] (e.g. class labels), units are
+    drawn within each stratum, which keeps every stratum's size (a stratified bootstrap, for
+    designs that fix them, such as so many activating and so many random records)."""
+    if strata is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    w = np.zeros((n_boot, n))
+    for v in np.unique(strata):
+        idx = np.flatnonzero(strata == v)
+        w[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)), size=n_boot)
+    return w
 
 
 def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, *, n_boot: int = DEFAULT_BOOT,
-              level: float = 0.95, method: str = "bca", seed: int = 0) -> list[Estimate]:
+              level: float = 0.95, method: str = "bca", seed: int = 0,
+              strata: Any = None) -> list[Estimate]:
     """Intervals of a weighted statistic over `n` independent units.
 
     statistic(weights [m, n]) -> [m] or [m, k]: the statistic of each weighting (weights are
     counts; the statistic must normalise by their sum, so that all-ones weights give the plain
     statistic and leave-one-out weights the jackknife). Returns one `Estimate` per output column
     (a list of k, or of 1). method: "bca" (default) or "percentile"; seeded, so the same call
-    gives the same interval."""
+    gives the same interval. strata [n]: resample within strata (`resample_weights`)."""
     _check(n_boot, level, method)
+    if strata is not None:
+        strata = np.asarray(strata)
+        if strata.shape != (n,):
+            raise ValueError(f"strata must have one entry per unit ({n}); got shape "
+                             f"{list(strata.shape)}.")
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"Need at least one unit to estimate from; got n={n!r}.")
     theta = np.atleast_1d(np.asarray(statistic(np.ones((1, n))), dtype=np.float64)
@@ -133,7 +148,7 @@ def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, *, n_boot: 
     rng = np.random.default_rng(seed)
     boot = np.empty((n_boot, k))
     for start in range(0, n_boot, 500):  # bounded memory for large n
-        w = resample_weights(n, min(500, n_boot - start), rng)
+        w = resample_weights(n, min(500, n_boot - start), rng, strata)
         boot[start:start + len(w)] = np.asarray(statistic(w), dtype=np.float64).reshape(len(w), k)
     alpha = (1 - level) / 2
     if method == "percentile":

@@ -32,6 +32,7 @@ from .records import (
     split_records,
 )
 from .score import Scores, pooled_correlation, score
+from .scorers import SCORERS, EmbeddingUnavailableError, ScorerResult, run_scorers
 from .store import AutoInterpStore, Entry
 
 __all__ = [
@@ -45,11 +46,14 @@ __all__ = [
     "Cancelled",
     "Client",
     "EndpointNotFoundError",
+    "EmbeddingUnavailableError",
     "Entry",
     "Explanation",
     "ResponseParseError",
     "RetriesExhaustedError",
+    "SCORERS",
     "STATISTICAL_LABEL",
+    "ScorerResult",
     "Scores",
     "expected_value",
     "explain",
@@ -61,6 +65,7 @@ __all__ = [
     "records_from_activations",
     "records_from_examples",
     "records_from_scan",
+    "run_scorers",
     "score",
     "simulate",
     "simulate_offline",
