@@ -134,7 +134,7 @@ def test_training_errors(toy):
     _, x = toy
     with pytest.raises(ValueError, match="needs k"):
         train_sae(x, d_sae=64, total_samples=1024, batch_size=256)
-    with pytest.raises(ValueError, match="'topk' or 'standard'"):
-        train_sae(x, arch="jumprelu", d_sae=64, total_samples=1024, batch_size=256)
+    with pytest.raises(ValueError, match="'topk', 'standard' or 'jumprelu', not 'gated'"):
+        train_sae(x, arch="gated", d_sae=64, total_samples=1024, batch_size=256)
     with pytest.raises(TypeError, match="source must be"):
         train_sae("acts", d_sae=64, k=4, total_samples=1024, batch_size=256)

@@ -22,6 +22,7 @@ from .dictionaries import (
     fit_ica,
     fit_pca,
 )
+from .fastica import amari_distance, fit_fastica
 from .features import (
     FeatureIntervention,
     FeatureLogitEffect,
@@ -56,6 +57,7 @@ from .neurons import (
     neuron_selectivity,
     patch_neuron,
 )
+from .overcomplete_ica import fit_rica
 from .patching import (
     Cell,
     Patcher,
@@ -88,6 +90,7 @@ from .steering import (
     steering_effect,
     steering_vector,
 )
+from .streaming_pca import fit_streaming_pca
 from .uncertainty import (
     Estimate,
     bootstrap,
@@ -119,6 +122,7 @@ __all__ = [
     "ablate_neuron",
     "activation_patching",
     "active_features",
+    "amari_distance",
     "attention_patterns",
     "attribution_patching",
     "bootstrap",
@@ -136,8 +140,11 @@ __all__ = [
     "feature_table",
     "find_neurons",
     "fit_dictionary",
+    "fit_fastica",
     "fit_ica",
     "fit_pca",
+    "fit_rica",
+    "fit_streaming_pca",
     "generate",
     "head_scores",
     "input_attribution",

@@ -146,8 +146,9 @@ def fit_dictionary(model: Model, corpus: Any, hook: str, kind: str, n_components
       then one epoch of minibatch training over the same tokens.
 
     corpus: documents (run through `model`, BOS left out with `skip_bos`, as `train_sae` and
-        `evaluate_sae` read them), or SAELens cached activations (`iw.cache_activations`'s
-        folder or the `CachedActivations`), read from disk instead.
+        `evaluate_sae` read them); SAELens cached activations (`iw.cache_activations`'s
+        folder or the `CachedActivations`), read from disk instead; or activations
+        Tensor[n, d] already collected (e.g. the very tokens an SAE was trained on).
     options: passed to the fitter (e.g. fun=, max_iter=, tol= for ICA; sparsity=, lr=,
         batch_size= as train_batch_size for overcomplete ICA)."""
     from .fastica import fit_fastica
@@ -200,7 +201,8 @@ def _reader(model: Model, corpus: Any, hook: str, max_tokens: int, batch_size: i
     from ..sae.activations import limited_activations
 
     is_folder = isinstance(corpus, (str, os.PathLike)) and Path(corpus).expanduser().is_dir()
-    if is_folder or type(corpus).__name__ == "CachedActivations":
+    if is_folder or type(corpus).__name__ == "CachedActivations" or \
+            isinstance(corpus, torch.Tensor):
         from .fastica import passes
 
         whole = passes(corpus, hook=hook, skip_bos=skip_bos)

@@ -1,6 +1,7 @@
 """Sparse autoencoders: the `SAE` class, SAELens-format files, splicing, training, evaluation."""
 
 from .activations import collect_activations
+from .compare import TopCodes, autointerp_scores, toy_recovery
 from .errors import SAEFormatError, SAEShapeError
 from .evaluate import SAEEvaluation, evaluate_sae, evaluation_table
 from .io import load_sae, save_sae
@@ -18,8 +19,10 @@ __all__ = [
     "SAEEvaluation",
     "SAEFormatError",
     "SAEShapeError",
+    "TopCodes",
     "Transcoders",
     "ablate",
+    "autointerp_scores",
     "clamp",
     "collect_activations",
     "evaluate_sae",
@@ -32,6 +35,7 @@ __all__ = [
     "save_transcoders",
     "spliced",
     "steer",
+    "toy_recovery",
     "train_sae",
     "train_transcoders",
     "transcoders_spliced",

@@ -54,11 +54,49 @@ class SAEEvaluation:
         return {k: v for k, v in self.__dict__.items() if k not in ("density", "histogram")}
 
 
-def evaluation_table(evals: Mapping[str, SAEEvaluation]) -> pd.DataFrame:
-    """One row per named evaluation, e.g. ``{"TopK SAE": e1, "PCA": e2, "ICA": e3}``."""
+def evaluation_table(evals: Mapping[str, Any], model: Model | None = None,
+                     corpus: Iterable[str] | None = None, *, l0: int | None = None,
+                     autointerp_units: int = 0, recovery: Mapping[str, float] | None = None,
+                     seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """One row per named dictionary, e.g. ``{"TopK SAE": sae, "PCA": pca, "ICA": e3}``.
+
+    Values are `SAEEvaluation`s, or dictionaries (SAEs, `LinearDictionary`s, anything
+    `evaluate_sae` takes), evaluated here on `model` over `corpus` (held-out documents).
+    l0: the L0-matched comparison: each dictionary again with its codes cut to the `l0` largest
+        per token (`compare.TopCodes`): columns `fve_at_l0`, `ce_recovered_at_l0`.
+    autointerp_units: that many random live units of each dictionary explained and scored by
+        the offline statistical explainer/simulator (`compare.autointerp_scores`).
+    recovery: {name: planted-feature recovery} from `compare.toy_recovery`, as a column
+        (NaN for names it lacks)."""
     import pandas as pd
 
-    return pd.DataFrame({name: e.summary() for name, e in evals.items()}).T
+    from .compare import TopCodes, autointerp_scores
+
+    docs = list(corpus) if corpus is not None else None
+    dicts = {n: d for n, d in evals.items() if not isinstance(d, SAEEvaluation)}
+    if dicts and (model is None or not docs):
+        raise ValueError(f"{sorted(dicts)} are dictionaries, not evaluations: pass model= and "
+                         "corpus= (held-out documents) to evaluate them, or evaluate_sae's "
+                         "results.")
+
+    def run(d: Any) -> SAEEvaluation:
+        return evaluate_sae(model, d, docs, progress=progress)
+
+    rows = {name: (e if isinstance(e, SAEEvaluation) else run(e)).summary()
+            for name, e in evals.items()}
+    if l0 is not None:
+        for name, d in dicts.items():
+            e = run(TopCodes(d, min(l0, d.d_sae)))
+            rows[name].update(fve_at_l0=e.fve, ce_recovered_at_l0=e.ce_recovered,
+                              l0_matched=e.l0)
+    if autointerp_units:
+        for name, extra in autointerp_scores(model, dicts, docs, n_units=autointerp_units,
+                                             seed=seed).items():
+            rows[name].update(extra)
+    if recovery is not None:
+        for name in rows:
+            rows[name]["toy_recovery"] = float(recovery.get(name, float("nan")))
+    return pd.DataFrame(rows).T
 
 
 def evaluate_sae(model: Model, sae: Any, corpus: Iterable[str], *, batch_size: int = 16,

@@ -23,7 +23,7 @@ from ..model import Model, resolve_device
 from .activations import quiet_truncation, shuffled
 from .evaluate import SAEEvaluation, _Accumulator
 from .splice import hook_widths
-from .train import STATE_FILE, _loop, _prepend, geometric_median
+from .train import STATE_FILE, _JumpReLU, _loop, _prepend, _Step, geometric_median
 from .transcoder import Transcoders
 from .transcoder_splice import transcoders_spliced
 
@@ -50,39 +50,6 @@ class TranscoderTrainConfig:
     input_hook: str
     output_hook: str
     model_name: str | None = None
-
-
-class _JumpReLU(torch.autograd.Function):
-    """a = pre * H(pre - theta); d a / d theta = -(theta / eps) K((pre - theta) / eps)."""
-
-    @staticmethod
-    def forward(ctx, pre, theta, eps):
-        ctx.save_for_backward(pre, theta)
-        ctx.eps = eps
-        return pre * (pre > theta).to(pre.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        pre, theta = ctx.saved_tensors
-        near = ((pre - theta).abs() < ctx.eps / 2).to(pre.dtype)
-        g_theta = -(theta / ctx.eps) * near * grad
-        return grad * (pre > theta).to(pre.dtype), g_theta.sum_to_size(theta.shape), None
-
-
-class _Step(torch.autograd.Function):
-    """H(pre - theta); d H / d theta = -(1 / eps) K((pre - theta) / eps), no gradient to pre."""
-
-    @staticmethod
-    def forward(ctx, pre, theta, eps):
-        ctx.save_for_backward(pre, theta)
-        ctx.eps = eps
-        return (pre > theta).to(pre.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        pre, theta = ctx.saved_tensors
-        near = ((pre - theta).abs() < ctx.eps / 2).to(pre.dtype)
-        return None, (-(1.0 / ctx.eps) * near * grad).sum_to_size(theta.shape), None
 
 
 class _TranscoderTrainer:
