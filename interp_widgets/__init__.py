@@ -10,12 +10,13 @@ The public API is flat: every name in `interp_widgets.analysis` (pure computatio
 `iw.autointerp` and `iw.demo` are submodules.
 """
 
-from . import analysis, autointerp, circuits, demo, interchange, sae, units, widgets
+from . import analysis, autointerp, circuits, demo, interchange, investigate, sae, units, widgets
 from ._errors import UnknownHookError
 from .analysis import *
 from .circuits import *
 from .course import check_answer
 from .interchange import *
+from .investigate import Behaviour, Investigation, census, investigate  # noqa: F811
 from .model import Model, Run, available_devices, hook_name, load_model
 from .sae import *
 from .units import *
@@ -25,7 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     {"Model", "Run", "UnknownHookError", "autointerp", "available_devices", "check_answer",
-     "circuits", "demo", "hook_name", "interchange", "load_model", "units"}
+     "circuits", "demo", "hook_name", "interchange", "load_model", "units", "Behaviour",
+     "Investigation", "census", "investigate"}
     | set(analysis.__all__) | set(circuits.__all__) | set(interchange.__all__) | set(sae.__all__)
     | set(units.__all__) | set(widgets.__all__)
 )

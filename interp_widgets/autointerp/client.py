@@ -131,6 +131,13 @@ class Client:
                                      f"has no choices[0].message.content: {str(resp)[:200]!r}"
                                      ) from None
 
+    def chat_completion(self, *, messages: list[dict], budget: Budget | None = None,
+                        cancel: threading.Event | None = None, **kwargs: Any) -> Any:
+        """The whole chat-completion response (for tool calling: pass tools=[...]), with this
+        client's retries, budget and error messages."""
+        return self._request(lambda: self._openai.chat.completions.create(
+            model=self.model, messages=messages, **kwargs), budget, cancel, "/chat/completions")
+
     def completion_logprobs(self, prompt: str, *, logprobs: int = 15, budget: Budget | None = None,
                             cancel: threading.Event | None = None) -> Any:
         """`choices[0].logprobs` of a completion that echoes `prompt` (max_tokens=0)."""
