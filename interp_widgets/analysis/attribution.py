@@ -11,8 +11,9 @@ has none, and we run all integration steps (or all occlusions) as one batched pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +21,9 @@ import torch
 from ..model import Model
 from .logit_lens import logit_lens, residual_stack, single_token_id
 
-__all__ = ["LogitAttribution", "TokenAttribution", "direct_logit_attribution",
-           "input_attribution", "logit_diff_lens", "logit_lens"]
+__all__ = ["LogitAttribution", "LogitAttributionSet", "TokenAttribution",
+           "direct_logit_attribution", "direct_logit_attribution_set", "input_attribution",
+           "logit_diff_lens", "logit_lens"]
 
 
 def _single_prompt_tokens(model: Model, prompt: str | torch.Tensor) -> torch.Tensor:
@@ -269,3 +271,115 @@ def input_attribution(model: Model, prompt: str | torch.Tensor, answer: str | in
         base = float(f(_run_embeds(model, tokens, x * keep))[0])
     gap = (target - base) - float(values.sum())
     return TokenAttribution(str_tokens, values, method, name, target, base, gap)
+
+
+# ---- over a prompt set ----------------------------------------------------------------------
+
+
+@dataclass
+class LogitAttributionSet:
+    """Direct logit attribution over a set of prompts: per component the mean over prompts,
+    a 95% bootstrap interval (prompts resampled, BCa) and the standard deviation over prompts.
+
+    mean, low, high, spread: {name: Tensor} with the fields of `LogitAttribution` ("embed",
+    "pos_embed", "attn" [layer], "mlp" [layer], "heads" [layer, head], "attn_bias" [layer],
+    "neurons" [layer, d_mlp], "mlp_bias" [layer], "unembed_bias", "logit_diff"), each a 0-d
+    tensor or the field's shape. per_prompt: [LogitAttribution] one per prompt."""
+
+    mean: dict[str, torch.Tensor]
+    low: dict[str, torch.Tensor]
+    high: dict[str, torch.Tensor]
+    spread: dict[str, torch.Tensor]
+    per_prompt: list[LogitAttribution]
+
+    @property
+    def n(self) -> int:
+        return len(self.per_prompt)
+
+    def estimate(self, name: str, *index: int):
+        """One component as an `Estimate`, e.g. ``estimate("heads", 2, 0)``."""
+        from .uncertainty import Estimate
+
+        if name not in self.mean:
+            raise ValueError(f"Unknown component {name!r}; use one of {sorted(self.mean)}.")
+        return Estimate(float(self.mean[name][index]), float(self.low[name][index]),
+                        float(self.high[name][index]), self.n)
+
+    def frame(self, neurons: bool = False):
+        """Long DataFrame: component label ("L2H0", "attn 1", "mlp 0", "embed" ...), value,
+        value_low, value_high, spread, value_ci; neuron rows only with `neurons`."""
+        import pandas as pd
+
+        from .uncertainty import Estimate
+
+        rows = []
+        for name, m in self.mean.items():
+            if name == "neurons" and not neurons:
+                continue
+            for idx in np.ndindex(*m.shape):
+                label = _component_label(name, idx)
+                v, lo, hi = (float(t[name][idx]) for t in (self.mean, self.low, self.high))
+                rows.append({"component": label, "value": v, "value_low": lo,
+                             "value_high": hi, "spread": float(self.spread[name][idx]),
+                             "value_ci": str(Estimate(v, lo, hi, self.n))})
+        return pd.DataFrame(rows)
+
+
+def _component_label(name: str, idx: tuple[int, ...]) -> str:
+    if name == "heads":
+        return f"L{idx[0]}H{idx[1]}"
+    if name == "neurons":
+        return f"L{idx[0]}N{idx[1]}"
+    return f"{name} {idx[0]}" if idx else name
+
+
+_DLA_FIELDS = ("embed", "pos_embed", "attn", "mlp", "heads", "attn_bias", "neurons", "mlp_bias",
+               "unembed_bias", "logit_diff")
+
+
+def direct_logit_attribution_set(model: Model, prompts: Sequence[str] | Sequence[tuple],
+                                 answers: str | int | Sequence[str | int] | None = None,
+                                 wrongs: str | int | Sequence[str | int] | None = None, *,
+                                 pos: int = -1, n_boot: int = 2000, seed: int = 0
+                                 ) -> LogitAttributionSet:
+    """`direct_logit_attribution` of each prompt, summarised over the set (see
+    `LogitAttributionSet`). prompts: strings with `answers` / `wrongs` (one token, or one per
+    prompt), or (prompt, answer, wrong) triples such as `demo.tasks.ioi_prompts`."""
+    from .uncertainty import bootstrap_mean
+
+    items = list(prompts)
+    if items and isinstance(items[0], tuple):
+        if answers is not None or wrongs is not None:
+            raise ValueError("Give (prompt, answer, wrong) triples or answers= and wrongs=, "
+                             "not both.")
+        triples = [tuple(t) for t in items]
+    else:
+        if answers is None or wrongs is None:
+            raise ValueError("Give answers= and wrongs= (a token each, or one per prompt), or "
+                             "(prompt, answer, wrong) triples.")
+
+        def per(x: Any, what: str) -> list[Any]:
+            if isinstance(x, (str, int)):
+                return [x] * len(items)
+            x = list(x)
+            if len(x) != len(items):
+                raise ValueError(f"{what} has {len(x)} entries for {len(items)} prompts.")
+            return x
+
+        triples = list(zip(items, per(answers, "answers"), per(wrongs, "wrongs")))
+    if len(triples) < 2:
+        raise ValueError("direct_logit_attribution_set needs at least 2 prompts to give an "
+                         "interval; for one use direct_logit_attribution.")
+    runs = [direct_logit_attribution(model, p, a, w, pos=pos) for p, a, w in triples]
+    mean, low, high, spread = {}, {}, {}, {}
+    for name in _DLA_FIELDS:
+        stack = torch.stack([torch.as_tensor(getattr(r, name), dtype=torch.float64)
+                             for r in runs])  # [prompt, *shape]
+        shape = stack.shape[1:]
+        flat = stack.reshape(len(runs), -1).numpy()
+        est = bootstrap_mean(flat, n_boot=n_boot, seed=seed)
+        mean[name] = torch.tensor([e.value for e in est]).reshape(shape)
+        low[name] = torch.tensor([e.low for e in est]).reshape(shape)
+        high[name] = torch.tensor([e.high for e in est]).reshape(shape)
+        spread[name] = torch.from_numpy(flat.std(0, ddof=1)).reshape(shape)
+    return LogitAttributionSet(mean, low, high, spread, runs)

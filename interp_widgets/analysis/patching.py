@@ -19,11 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from ..model import Inputs, Model
 from .metrics import Metric, as_metric, metric_name
+from .uncertainty import Estimate, bootstrap, mean_weights
 
 #: component -> (hook suffix under ``blocks.{layer}.``, activation kind)
 COMPONENTS: dict[str, tuple[str, str]] = {
@@ -392,12 +394,9 @@ class Patcher:
         return (value - self.corrupt_value) / gap
 
     # ---- sweeps ---------------------------------------------------------------------------
-    def sweep(self, component: str, positions: str = "each", *,
-              normalize: bool = True) -> PatchResult:
-        """Exact activation patching of every cell, many cells per batched forward pass."""
-        cells = self.cells(component, positions)
-        values = torch.full((len(cells),), self.corrupt_value)
-        noop = self._noop(component, positions).reshape(-1).tolist()
+    def _patched(self, cells: list[Cell], noop: list[bool]):
+        """(cell index, logits [batch, pos or 1, vocab]) of each cell patched alone (alpha 1),
+        many cells per batched forward; cells in `noop` are skipped."""
         todo = sorted((i for i in range(len(cells)) if not noop[i]),
                       key=lambda i: self._start([cells[i]]))
         per = max(1, self.max_rows // self.batch)
@@ -405,10 +404,36 @@ class Patcher:
             chunk = todo[at:at + per]
             logits = self._forward([[(cells[i], 1.0)] for i in chunk],
                                    self._start([cells[i] for i in chunk]), self._last_only)
-            for i, row in zip(chunk, logits):
-                values[i] = self._value(row)
+            yield from zip(chunk, logits)
+
+    def sweep(self, component: str, positions: str = "each", *,
+              normalize: bool = True) -> PatchResult:
+        """Exact activation patching of every cell, many cells per batched forward pass."""
+        cells = self.cells(component, positions)
+        values = torch.full((len(cells),), self.corrupt_value)
+        noop = self._noop(component, positions).reshape(-1).tolist()
+        for i, row in self._patched(cells, noop):
+            values[i] = self._value(row)
         grid = values.reshape(self.grid_shape(component, positions))
         return self._result(grid, component, positions, normalize, "activation patching")
+
+    def per_prompt(self, logits: torch.Tensor) -> torch.Tensor:
+        """Tensor[batch]: the metric of each prompt of one run's logits (the metric must give
+        per-prompt values: `iw.logit_diff`, `token_prob`, `kl_to`)."""
+        if not isinstance(self.metric, Metric):
+            raise ValueError("Per-prompt values need a metric that gives one per prompt "
+                             "(iw.logit_diff, iw.token_prob or iw.kl_to), not a plain callable.")
+        return self.metric.per_row(logits).detach().float().cpu()
+
+    def sweep_per_prompt(self, component: str, positions: str = "each") -> torch.Tensor:
+        """Tensor[batch, *grid]: the raw metric of each prompt with each cell patched (the
+        per-prompt values whose mean `sweep` reports)."""
+        cells = self.cells(component, positions)
+        values = self.per_prompt(self.corrupt_logits)[:, None].repeat(1, len(cells))
+        noop = self._noop(component, positions).reshape(-1).tolist()
+        for i, row in self._patched(cells, noop):
+            values[:, i] = self.per_prompt(row)
+        return values.reshape(self.batch, *self.grid_shape(component, positions))
 
     def attribution(self, component: str, positions: str = "each", *,
                     normalize: bool = True) -> PatchResult:
@@ -515,3 +540,110 @@ def _keeps_logits(model: Model) -> bool:
         return "logits_to_keep" in inspect.signature(hf.forward).parameters
     except (TypeError, ValueError, AttributeError):
         return False
+
+
+@dataclass
+class PatchSweep:
+    """Activation patching over a set of prompt pairs: per cell the effect over the pairs and
+    its 95% bootstrap interval (pairs resampled).
+
+    result: a `PatchResult` of the set (the values are what `activation_patching` gives on the
+    whole batch: with `normalize`, (mean patched - mean corrupt) / (mean clean - mean corrupt),
+    the 0 = corrupt .. 1 = clean scale of the set). low, high: Tensor like result.values.
+    per_prompt: Tensor[pair, *grid], each pair's raw metric with the cell patched;
+    clean_values, corrupt_values: Tensor[pair]. spread: Tensor like values, the standard
+    deviation over pairs of each pair's own normalized effect (NaN for pairs whose clean and
+    corrupt metric coincide)."""
+
+    result: PatchResult
+    low: torch.Tensor
+    high: torch.Tensor
+    per_prompt: torch.Tensor
+    clean_values: torch.Tensor
+    corrupt_values: torch.Tensor
+    spread: torch.Tensor
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.result.values
+
+    @property
+    def n(self) -> int:
+        return len(self.clean_values)
+
+    def estimate(self, *index: int) -> Estimate:
+        """The cell at `index` (e.g. layer, pos) as an `Estimate`."""
+        return Estimate(float(self.values[index]), float(self.low[index]),
+                        float(self.high[index]), self.n)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """`PatchResult.to_dataframe` with value_low, value_high, spread and value_ci columns."""
+        df = self.result.to_dataframe()
+        df["value_low"] = self.low.reshape(-1).numpy()
+        df["value_high"] = self.high.reshape(-1).numpy()
+        df["spread"] = self.spread.reshape(-1).numpy()
+        df["value_ci"] = [str(Estimate(v, lo, hi, self.n)) for v, lo, hi in
+                          zip(df["value"], df["value_low"], df["value_high"])]
+        return df
+
+
+def patching_sweep(model: Model, pairs: Sequence[tuple[Any, Any]] | tuple[Sequence[str],
+                                                                          Sequence[str]],
+                   metric: Metric, *, component: str = "resid_pre", positions: str = "each",
+                   normalize: bool = True, n_boot: int = 2000, seed: int = 0,
+                   max_rows: int | None = None) -> PatchSweep:
+    """`activation_patching` over a set of prompt pairs, with a mean and an interval per cell.
+
+    pairs: [(clean, corrupt), ...], or (clean prompts, corrupt prompts); every prompt of the
+    set must have the same number of tokens (the cells are positions). metric: one that gives a
+    value per prompt (`iw.logit_diff`, with one answer per prompt if they differ). The pairs are
+    one batch (one sweep); the interval resamples pairs: with `normalize`, of the ratio of the
+    mean patched-minus-corrupt to the mean clean-minus-corrupt (the statistic `result` holds),
+    else of the mean raw metric (BCa, `uncertainty.bootstrap`)."""
+    clean, corrupt = _split_pairs(pairs)
+    if len(clean) < 2:
+        raise ValueError("patching_sweep needs at least 2 prompt pairs to give an interval; "
+                         "for one pair use activation_patching.")
+    p = Patcher(model, clean, corrupt, metric, max_rows=max_rows)
+    raw = p.sweep_per_prompt(component, positions).double()  # [pair, *grid]
+    shape = raw.shape[1:]
+    flat = raw.reshape(p.batch, -1).numpy()
+    c = p.per_prompt(p.clean_logits).double().numpy()
+    k = p.per_prompt(p.corrupt_logits).double().numpy()
+    if normalize:
+        p.normalize(float(c.mean()))  # refuses a set whose clean and corrupt metric coincide
+        num, den = flat - k[:, None], c - k
+
+        def stat(w):
+            return (w @ num) / (w @ den)[:, None]
+    else:
+        stat = mean_weights(flat)
+    est = bootstrap(stat, p.batch, n_boot=n_boot, seed=seed)
+    value = torch.tensor([e.value for e in est]).reshape(shape).float()
+    low = torch.tensor([e.low for e in est]).reshape(shape).float()
+    high = torch.tensor([e.high for e in est]).reshape(shape).float()
+    if normalize:  # each pair on its own 0..1 scale, where its clean and corrupt differ
+        gap = c - k
+        ok = np.abs(gap) > 1e-6 * max(1.0, float(np.abs(c).max()))
+        own = (flat[ok] - k[ok, None]) / gap[ok, None]
+    else:
+        own = flat
+    spread = torch.from_numpy(np.std(own, axis=0, ddof=1) if len(own) > 1 else
+                              np.full(flat.shape[1], np.nan)).reshape(shape).float()
+    result = p._result(value, component, positions, False, "activation patching")
+    result.normalized = normalize
+    return PatchSweep(result, low, high, raw.float(), torch.tensor(c).float(),
+                      torch.tensor(k).float(), spread)
+
+
+def _split_pairs(pairs: Any) -> tuple[list[Any], list[Any]]:
+    """(clean prompts, corrupt prompts) from [(clean, corrupt)] or (cleans, corrupts)."""
+    if isinstance(pairs, tuple) and len(pairs) == 2 and all(
+            isinstance(x, (list, tuple)) and not isinstance(x, str) for x in pairs) and \
+            len(pairs[0]) == len(pairs[1]) and all(isinstance(x, str) for x in pairs[0]):
+        return list(pairs[0]), list(pairs[1])
+    pairs = list(pairs)
+    if not pairs or not all(isinstance(q, (list, tuple)) and len(q) == 2 for q in pairs):
+        raise ValueError("pairs must be [(clean, corrupt), ...] or (clean prompts, corrupt "
+                         "prompts).")
+    return [q[0] for q in pairs], [q[1] for q in pairs]

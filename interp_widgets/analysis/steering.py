@@ -21,6 +21,7 @@ import torch
 from ..model import Model
 from ._checks import check_layer
 from .metrics import kl_div
+from .uncertainty import Estimate, bootstrap_mean
 
 RESID_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
 METHODS = ("actadd", "mean_diff")
@@ -245,6 +246,18 @@ def steering_effect(model: Model, prompts: str | Sequence[str], metric: Any,
     return torch.stack([torch.as_tensor(metric(row[None])).reshape(()) for row in last]).cpu()
 
 
+def steering_shift(model: Model, prompts: Sequence[str], metric: Any, steer: Steer, *,
+                   n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """How much `steer` moves `metric` over `prompts`: the mean over prompts of
+    metric(steered) - metric(unsteered) (`steering_effect` both ways, paired by prompt), with a
+    95% bootstrap interval over prompts (BCa). Needs at least 2 prompts for an interval."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    steered = steering_effect(model, prompts, metric, steer).double()
+    plain = steering_effect(model, prompts, metric, None).double()
+    return bootstrap_mean((steered - plain).numpy(), n_boot=n_boot, seed=seed)
+
+
 @dataclass
 class Generation:
     """A generated continuation.
@@ -352,6 +365,9 @@ class StrengthRow:
     mean_kl: float
     loss: float
     metric: float | None
+    #: the steered metric with its interval over the metric's prompts (None without a metric;
+    #: NaN bounds with one prompt)
+    metric_ci: Estimate | None = None
 
 
 def compare_strengths(model: Model, prompt: str, vector: SteeringVector | torch.Tensor,
@@ -373,11 +389,12 @@ def compare_strengths(model: Model, prompt: str, vector: SteeringVector | torch.
                      temperature=temperature)
         kl = kl_to_baseline(model, g.tokens, steer)[g.n_prompt - 1:-1]  # [new]
         loss = continuation_loss(model, g)
-        value = None
+        value, ci = None, None
         if metric is not None:
-            value = float(steering_effect(model, metric_prompts or prompt, metric, steer).mean())
+            per = steering_effect(model, metric_prompts or prompt, metric, steer).double()
+            value, ci = float(per.mean()), bootstrap_mean(per.numpy(), seed=seed)
         rows.append(StrengthRow(float(c), g, float(kl.mean()) if len(kl) else 0.0,
-                                float(loss.mean()) if len(loss) else float("nan"), value))
+                                float(loss.mean()) if len(loss) else float("nan"), value, ci))
     return rows
 
 
