@@ -85,6 +85,11 @@ def test_intervention_request_equals_a_direct_intervene(view, setup):
     direct = iw.intervene(model, tcs, view.shown, {i: 0.0 for i in ids})
     assert got["top"] == [list(x) for x in direct.top_logits]
     assert got["top"] != got["top_before"]
+    with torch.no_grad():  # "before" is the real model's own next-token distribution
+        p = model.bridge(torch.tensor(g.tokens)[None])[0, -1].softmax(-1).topk(5)
+    assert [t for t, _ in got["top_before"]] == [model.tokenizer.decode([i]) for i in
+                                                 p.indices.tolist()]
+    assert np.allclose([q for _, q in got["top_before"]], p.values.numpy(), atol=1e-6)
     shown_ids = decode_strings(view.graph["ids"])
     d = direct.nodes.set_index("node_id").reindex(shown_ids)
     for key, col in (("change", "change"), ("new_value", "new_value"),

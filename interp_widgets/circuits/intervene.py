@@ -93,28 +93,31 @@ def intervene(model: Model, transcoders: Transcoders, graph: AttributionGraph,
     tokens = torch.tensor(full.tokens)[None].to(model.device)
     cache: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        before = model.bridge(tokens)[0, -1].float()
+        # the real run's logits are the graph's own (kept from the run it was made from)
+        before = torch.as_tensor(full.real_logits).float() if full.real_logits is not None \
+            else model.bridge(tokens)[0, -1].float()
         with transcoders_spliced(model, transcoders, edits=edits, use_error_term=True,
                                  cache=cache):
             after = model.bridge(tokens)[0, -1].float()
     est = linear_estimate(full, deltas)
     n = full.nodes
-    rows = n.kind.isin(["feature", "logit"]).to_numpy()
-    new_vals = np.empty(len(n))
-    dm = (after - after.mean()).cpu().numpy()
-    for i, r in enumerate(n.itertuples(index=False)):
-        if r.kind == "feature":
-            new_vals[i] = float(cache[f"acts.{r.layer}"][0, r.pos, r.feature])
-        elif r.kind == "logit":
-            new_vals[i] = dm[int(r.feature)]
-        else:
-            new_vals[i] = np.nan
+    kind = n.kind.to_numpy()
+    rows = np.isin(kind, ["feature", "logit"])
+    new_vals = np.full(len(n), np.nan)
+    lyr, pos, feat = (n[c].to_numpy() for c in ("layer", "pos", "feature"))
+    for layer in range(transcoders.n_layers):  # features: gathered from the re-run, per layer
+        at = np.flatnonzero((kind == "feature") & (lyr == layer))
+        if len(at):
+            acts = cache[f"acts.{layer}"][0].float().cpu().numpy()  # [pos, d_tc]
+            new_vals[at] = acts[pos[at], feat[at]]
+    at = np.flatnonzero(kind == "logit")
+    new_vals[at] = (after - after.mean()).cpu().numpy()[feat[at]]
     out = n.loc[rows, ["node_id", "kind", "layer", "pos", "feature", "value"]].copy()
     out["new_value"] = new_vals[rows]
     out["change"] = out.new_value - out.value
     out["linear_estimate"] = est[rows]
     out["intervened"] = out.node_id.isin(list(changes))
-    return InterventionResult(_top(model, after), _top(model, before),
+    return InterventionResult(_top(model, after), _top(model, before.to(after.device)),
                               out.reset_index(drop=True), notes)
 
 

@@ -12,6 +12,8 @@ import {
   hitTest,
   KIND,
   layoutGraph,
+  drawEdges,
+  edgeScale,
   nodesInRect,
   topEdges,
   transposeCSR,
@@ -145,14 +147,32 @@ describe("graph layout", () => {
     expect(edgeBatches(g.edges, (s) => s !== 1).flatMap((b) => b.pairs).length).toBe(2 * (EDGES.length - 2));
   });
 
-  it("draws one segment per edge, the pinned node's edges again on top, and change rings", () => {
+  it("strokes one segment per edge in its batch's colour, width and opacity", () => {
+    const rec = recorder();
+    const batches = edgeBatches(g.edges);
+    drawEdges(rec.ctx, batches, l, { pos: "1, 2, 3", neg: "4, 5, 6" }, 0.5);
+    const strokes = rec.calls.filter((c) => c[0] === "stroke");
+    expect(strokes.length).toBe(EDGES.length);
+    expect(rec.calls.filter((c) => c[0] === "lineTo").length).toBe(EDGES.length);
+    // the state at each stroke: the strongest edge (f2 -> logit, +2.0) last and widest
+    const last = rec.states[rec.states.length - 1];
+    expect(last.strokeStyle).toBe("rgb(1, 2, 3)");
+    expect(last.lineWidth).toBe(batches[batches.length - 1].width);
+    expect(last.globalAlpha).toBeCloseTo(batches[batches.length - 1].alpha * 0.5);
+    const neg = rec.states.filter((st) => st.strokeStyle === "rgb(4, 5, 6)").length;
+    expect(neg).toBe(EDGES.filter((e) => e[2] < 0).length);
+    expect(edgeScale(100)).toBe(1);
+    expect(edgeScale(20000)).toBe(0.5);
+  });
+
+  it("draws the edge raster, row lines, the pinned node's edges on top, groups and change rings", () => {
     const rec = recorder();
     const pal = { pos: "1, 2, 3", neg: "4, 5, 6", fg: "#000", muted: "#777", bg: "#fff", accent: "#00f", select: "#f80", grid: "#ddd" };
-    const batches = edgeBatches(g.edges);
-    drawGraph(rec.ctx, g, l, batches, pal, { hover: -1, pinned: -1, selected: new Set(), groups: [] });
-    const segs = rec.calls.filter((c) => c[0] === "lineTo").length;
+    const img = {} as CanvasImageSource;
+    drawGraph(rec.ctx, g, l, img, pal, { hover: -1, pinned: -1, selected: new Set(), groups: [] });
+    expect(rec.calls.filter((c) => c[0] === "drawImage").length).toBe(1);
     const rowLines = l.rowY.length - 1;
-    expect(segs).toBe(EDGES.length + rowLines);
+    expect(rec.calls.filter((c) => c[0] === "lineTo").length).toBe(rowLines);
     expect(rec.calls.filter((c) => c[0] === "arc").length).toBe(3); // the feature nodes
     expect(rec.calls.filter((c) => c[0] === "rect").length).toBe(5);
     const labels = rec.calls.filter((c) => c[0] === "fillText").map((c) => c[1]);
@@ -160,9 +180,9 @@ describe("graph layout", () => {
     const rec2 = recorder();
     const change = new Float32Array(g.n).fill(NaN);
     change[7] = -1;
-    drawGraph(rec2.ctx, g, l, batches, pal, { hover: -1, pinned: 5, selected: new Set([3]), groups: [{ name: "grp", nodes: [3, 4] }], change });
+    drawGraph(rec2.ctx, g, l, img, pal, { hover: -1, pinned: 5, selected: new Set([3]), groups: [{ name: "grp", nodes: [3, 4] }], change });
     // f2 has 2 inputs and 1 output
-    expect(rec2.calls.filter((c) => c[0] === "lineTo").length).toBe(EDGES.length + rowLines + 3);
+    expect(rec2.calls.filter((c) => c[0] === "lineTo").length).toBe(rowLines + 3);
     expect(rec2.calls.filter((c) => c[0] === "arc").length).toBe(3 + 2 + 1); // + pinned & selected rings + change ring
     expect(rec2.calls.some((c) => c[0] === "fillText" && c[1] === "grp")).toBe(true);
     expect(rec2.calls.filter((c) => c[0] === "strokeRect").length).toBe(1);
@@ -171,14 +191,19 @@ describe("graph layout", () => {
 
 function recorder() {
   const calls: unknown[][] = [];
-  const fn = (name: string) => (...a: unknown[]) => void calls.push([name, ...a]);
+  const states: { strokeStyle: string; lineWidth: number; globalAlpha: number }[] = [];
+  const fn = (name: string) =>
+    function (this: any, ...a: unknown[]) {
+      calls.push([name, ...a]);
+      if (name === "stroke") states.push({ strokeStyle: this.strokeStyle, lineWidth: this.lineWidth, globalAlpha: this.globalAlpha });
+    };
   const ctx = {
     beginPath: fn("beginPath"), moveTo: fn("moveTo"), lineTo: fn("lineTo"), stroke: fn("stroke"), fill: fn("fill"),
     arc: fn("arc"), rect: fn("rect"), clearRect: fn("clearRect"), save: fn("save"), restore: fn("restore"),
-    setTransform: fn("setTransform"), fillText: fn("fillText"), strokeRect: fn("strokeRect"),
+    setTransform: fn("setTransform"), fillText: fn("fillText"), strokeRect: fn("strokeRect"), drawImage: fn("drawImage"),
     strokeStyle: "", fillStyle: "", lineWidth: 1, globalAlpha: 1, font: "", textAlign: "left", textBaseline: "alphabetic",
   } as unknown as Ctx2D;
-  return { ctx, calls };
+  return { ctx, calls, states };
 }
 
 describe("graph view", () => {

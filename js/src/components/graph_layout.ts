@@ -213,6 +213,7 @@ export function nodesInRect(l: Layout, x0: number, y0: number, x1: number, y1: n
 
 export const EDGE_LEVELS = 6;
 
+
 export interface EdgeBatch {
   positive: boolean;
   level: number; // 0 (faint, thin) .. EDGE_LEVELS - 1 (strong, thick)
@@ -274,7 +275,7 @@ export function nodeLabel(g: Graph, i: number): string {
 /** The part of a 2-D context the drawing uses (a recording fake stands in for it in tests). */
 export type Ctx2D = Pick<
   CanvasRenderingContext2D,
-  "beginPath" | "moveTo" | "lineTo" | "stroke" | "fill" | "arc" | "rect" | "clearRect" | "save" | "restore" | "setTransform" | "fillText" | "strokeRect"
+  "beginPath" | "moveTo" | "lineTo" | "stroke" | "fill" | "arc" | "rect" | "clearRect" | "save" | "restore" | "setTransform" | "fillText" | "strokeRect" | "drawImage"
 > & {
   strokeStyle: string | CanvasGradient | CanvasPattern;
   fillStyle: string | CanvasGradient | CanvasPattern;
@@ -307,9 +308,39 @@ export interface DrawState {
 }
 
 /** Draw the graph: row bands, edges in batches, then nodes (pinned node's edges on top). */
-export function drawGraph(ctx: Ctx2D, g: Graph, l: Layout, batches: EdgeBatch[], pal: Palette, st: DrawState): void {
+/** Stroke the edge batches (one path per edge: Skia rasterizes many short paths faster than
+ * one long one) into `ctx`, whose transform maps layout pixels to its own. dim scales every
+ * edge's opacity (the edges fade while a node is pinned). */
+export function drawEdges(ctx: Ctx2D, batches: EdgeBatch[], l: Pick<Layout, "x" | "y">, pal: Pick<Palette, "pos" | "neg">, dim = 1): void {
+  for (const b of batches) {
+    ctx.strokeStyle = `rgb(${b.positive ? pal.pos : pal.neg})`;
+    ctx.globalAlpha = b.alpha * dim;
+    ctx.lineWidth = b.width;
+    const p = b.pairs;
+    for (let i = 0; i < p.length; i += 2) {
+      ctx.beginPath();
+      ctx.moveTo(l.x[p[i]], l.y[p[i]]);
+      ctx.lineTo(l.x[p[i + 1]], l.y[p[i + 1]]);
+      ctx.stroke();
+    }
+  }
+  ctx.globalAlpha = 1;
+}
+
+/** The resolution of the edge layer relative to the canvas: full for up to `full` edges, half
+ * beyond (a quarter of the pixels to fill; the nodes stay sharp, drawn over it at full). */
+export function edgeScale(nEdges: number, full = 5000): number {
+  return nEdges <= full ? 1 : 0.5;
+}
+
+/** Draw the graph: the edge layer (`drawEdges` into a canvas the caller keeps while only hover
+ * or selection change; drawn scaled to the layout), row lines and labels, the pinned node's
+ * edges on top, supernode boxes, then the nodes with their rings. ctx maps layout pixels. */
+export function drawGraph(ctx: Ctx2D, g: Graph, l: Layout, edges: CanvasImageSource | null, pal: Palette, st: DrawState): void {
   ctx.clearRect(0, 0, l.width, l.height);
   ctx.globalAlpha = 1;
+  if (edges) ctx.drawImage(edges, 0, 0, l.width, l.height);
+  ctx.globalAlpha = 0.6;
   ctx.lineWidth = 1;
   ctx.strokeStyle = pal.grid;
   for (const [y0] of l.rowY.slice(1)) {
@@ -318,6 +349,7 @@ export function drawGraph(ctx: Ctx2D, g: Graph, l: Layout, batches: EdgeBatch[],
     ctx.lineTo(l.width, y0);
     ctx.stroke();
   }
+  ctx.globalAlpha = 1;
   ctx.fillStyle = pal.muted;
   ctx.font = "11px sans-serif";
   ctx.textAlign = "left";
@@ -327,19 +359,6 @@ export function drawGraph(ctx: Ctx2D, g: Graph, l: Layout, batches: EdgeBatch[],
     ctx.fillText(label, 4, (y0 + y1) / 2);
   });
   const focus = st.pinned >= 0 ? st.pinned : -1;
-  for (const b of batches) {
-    ctx.strokeStyle = `rgb(${b.positive ? pal.pos : pal.neg})`;
-    ctx.globalAlpha = focus >= 0 ? b.alpha * 0.25 : b.alpha;
-    ctx.lineWidth = b.width;
-    ctx.beginPath();
-    for (let i = 0; i < b.pairs.length; i += 2) {
-      const s = b.pairs[i];
-      const t = b.pairs[i + 1];
-      ctx.moveTo(l.x[s], l.y[s]);
-      ctx.lineTo(l.x[t], l.y[t]);
-    }
-    ctx.stroke();
-  }
   if (focus >= 0) {
     // the pinned node's input and output edges, opaque
     const strokeRow = (m: CSR, row: number, incoming: boolean) => {

@@ -27,6 +27,8 @@ import {
   type Layout,
   layoutGraph,
   nodeLabel,
+  drawEdges,
+  edgeScale,
   nodesInRect,
   type Palette,
   topEdges,
@@ -213,8 +215,28 @@ export const graphView: View = (ctx) => {
     logitLabels.replaceChildren(...logits);
   }
 
+  // the edge layer, redrawn only when the graph, the layout or the pinned state change
+  let edgeLayer: { key: string; canvas: HTMLCanvasElement } | null = null;
+  function edgeCanvas(): HTMLCanvasElement | null {
+    if (!c2d) return null;
+    const dpr = (window.devicePixelRatio || 1) * edgeScale(g.edges.indices.length);
+    const key = `${g.rev}:${lay.width}:${lay.height}:${dpr}:${pinned >= 0}`;
+    if (edgeLayer?.key !== key) {
+      const c = edgeLayer?.canvas ?? document.createElement("canvas");
+      c.width = Math.max(1, Math.round(lay.width * dpr));
+      c.height = Math.max(1, Math.round(lay.height * dpr));
+      const e2d = c.getContext("2d");
+      if (!e2d) return null;
+      e2d.setTransform(dpr, 0, 0, dpr, 0, 0);
+      e2d.clearRect(0, 0, lay.width, lay.height);
+      drawEdges(e2d, batches, lay, pal, pinned >= 0 ? 0.25 : 1);
+      edgeLayer = { key, canvas: c };
+    }
+    return edgeLayer.canvas;
+  }
+
   function redraw(): void {
-    if (c2d) drawGraph(c2d, g, lay, batches, pal, { hover, pinned, selected, groups, change });
+    if (c2d) drawGraph(c2d, g, lay, edgeCanvas(), pal, { hover, pinned, selected, groups, change });
     root.dataset.hover = hover >= 0 ? g.ids[hover] : "";
   }
 
