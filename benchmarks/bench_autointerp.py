@@ -1,11 +1,12 @@
 """Explain-and-score throughput against an OpenAI-compatible server: N concurrent requests vs
 sequential calls.
 
-The server is `interp_widgets.autointerp.fake_server.FakeOpenAIServer` on 127.0.0.1 with a fixed
-latency per request (default 250 ms, a fast hosted model's time to answer a short prompt), so
-the figures measure our client's pipelining, not a model. Each unit is explained from half of its
-top records and scored on the rest (simulation with logprobs, one call per record; detection and
-fuzzing, 5 texts per call); the offline explainer's throughput is shown for reference.
+The server is `FakeOpenAIServer` (tests/openai_server.py, a test double, not in the package)
+on 127.0.0.1 with a fixed latency per request (default 250 ms, a fast hosted model's time to
+answer a short prompt), so the figures measure our client's pipelining, not a model. Each unit
+is explained from half of its top records and scored on the rest (simulation with logprobs, one
+call per record; detection and fuzzing, 5 texts per call); the offline explainer's throughput
+is shown for reference.
 Run: `.venv/bin/python benchmarks/bench_autointerp.py` (writes its section of README.md).
 """
 
@@ -13,14 +14,18 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from interp_widgets import autointerp as ai
-from interp_widgets.autointerp.fake_server import FakeOpenAIServer
 
 from _common import machine, publish
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from openai_server import FakeOpenAIServer  # noqa: E402  (a test double in tests/)
 
 HEADER = ("| concurrency | most in flight at the server | API calls | seconds | requests/s | "
           "units/s | vs sequential |\n|---|---:|---:|---:|---:|---:|---:|")

@@ -9,10 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from openai_server import FakeOpenAIServer
 
 from interp_widgets import autointerp as ai
 from interp_widgets.autointerp import prompts
-from interp_widgets.autointerp.fake_server import FakeOpenAIServer
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"
 LLM = "fake-llm"

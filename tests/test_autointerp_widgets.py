@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from openai_server import FakeOpenAIServer
 
 from interp_widgets import autointerp as ai
 from interp_widgets.analysis import compare_bases, sparse_probe
-from interp_widgets.autointerp.fake_server import FakeOpenAIServer
 from interp_widgets.autointerp.score import Scores
 from interp_widgets.widgets import AutoInterpTable, NeuronView, ProbeView
 from interp_widgets.widgets._codec import decode_array

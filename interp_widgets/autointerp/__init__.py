@@ -18,8 +18,10 @@ from .errors import (
     CallLimitError,
     Cancelled,
     EndpointNotFoundError,
+    EndpointUnreachableError,
     ResponseParseError,
     RetriesExhaustedError,
+    StoreError,
 )
 from .explain import Explanation, expected_value, explain, simulate
 from .offline import STATISTICAL_LABEL, explain_offline, simulate_offline
@@ -47,6 +49,7 @@ __all__ = [
     "Client",
     "EndpointNotFoundError",
     "EmbeddingUnavailableError",
+    "EndpointUnreachableError",
     "Entry",
     "Explanation",
     "ResponseParseError",
@@ -55,6 +58,7 @@ __all__ = [
     "STATISTICAL_LABEL",
     "ScorerResult",
     "Scores",
+    "StoreError",
     "expected_value",
     "explain",
     "explain_offline",

@@ -5,10 +5,14 @@ scored on the rest plus the random ones. A unit's explanation and scores go into
 transaction once both are done, so a failed or cancelled batch keeps every finished unit and
 stores nothing of an unfinished one.
 
-Errors: a unit whose answer cannot be parsed is listed in `BatchResult.failed` and the batch goes
-on; authentication, 404, the call cap, exhausted retries and other errors stop the batch (units
-in flight are abandoned) and are raised after the finished units are stored. Ctrl-C or setting
-`cancel` stops it too, and `explain_units` returns with `cancelled=True`.
+Errors: whatever a server answers, a unit ends stored or listed in `BatchResult.failed` with a
+one-line reason (the HTTP status, the URL and the start of the body where there was one), and
+the batch goes on. Failures that no later unit could escape stop it: authentication (401/403),
+an endpoint that cannot be reached, the call cap, a store that cannot be written, and the same
+HTTP status or exhausted retries on `max_failures_in_a_row` units in a row (a wrong model name:
+404 on every unit). Those are raised, after the finished units are stored, and units in flight
+are abandoned. Ctrl-C or setting `cancel` stops the batch too, and `explain_units` returns with
+`cancelled=True`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .client import Budget, make_client
-from .errors import Cancelled, ResponseParseError
+from .errors import GLOBAL_ERRORS, AutoInterpError, Cancelled, RetriesExhaustedError, reason
 from .explain import _mode, explain
 from .offline import EXPLAINER_NAME
 from .records import ActivationRecord, split_records
@@ -73,6 +77,10 @@ def explain_unit(records: Sequence[ActivationRecord], *, model_id: str, source: 
                    detection=detection, fuzzing=fuzzing, seed=seed, budget=budget,
                    cancel=cancel, on_step=on_step)
     meta: dict[str, Any] = {"n_explain": len(shown), "n_score": len(held or shown)}
+    if getattr(text, "cut_from", 0):
+        meta["explanation_cut_from"] = text.cut_from
+        scores.notes.append(f"explanation: the answer was {text.cut_from} characters, cut to "
+                            f"{len(text)} before scoring and storing")
     if llm is not None:
         meta.update(endpoint=llm.base_url, method=method if llm.logprobs is None else
                     ("logprobs" if llm.logprobs else "json"))
@@ -87,15 +95,17 @@ def explain_units(units: Mapping[int, Sequence[ActivationRecord]], *, model_id: 
                   max_calls: int | None = None, max_concurrency: int | None = None,
                   cancel: threading.Event | None = None, progress: bool = True,
                   on_progress: Callable[[int, int, Entry | None], Any] | None = None,
-                  skip_existing: bool = False, **unit_kwargs: Any) -> BatchResult:
+                  skip_existing: bool = False, max_failures_in_a_row: int = 5,
+                  **unit_kwargs: Any) -> BatchResult:
     """Explain and score every unit of `units` ({unit: records}); see the module docstring.
 
     model_id, source: the studied model and the hook / SAE id, the store's keys. store: an
     `AutoInterpStore` or a path (None: keep results in memory only). max_calls: cap on API calls
     for the whole batch. max_concurrency: units in flight (default: the client's limit; 1
     offline). on_progress(done, total, entry): called after each unit (entry None on failure).
-    skip_existing: leave out units the store already has for this explainer. Other keywords go
-    to `explain_unit`."""
+    skip_existing: leave out units the store already has for this explainer.
+    max_failures_in_a_row: stop when that many units in a row fail with the same HTTP status or
+    with exhausted retries. Other keywords go to `explain_unit`."""
     kind = _mode("explainer", explainer, client, base_url, api_key)
     llm = make_client(client, model=model, base_url=base_url, api_key=api_key,
                       **({"max_concurrency": max_concurrency} if max_concurrency else {})) \
@@ -118,6 +128,8 @@ def explain_units(units: Mapping[int, Sequence[ActivationRecord]], *, model_id: 
         return explain_unit(todo[u], model_id=model_id, source=source, unit=u, explainer=kind,
                             client=llm, method=method, budget=budget, cancel=stop, **unit_kwargs)
 
+    streak: list[Any] = [None, 0]  # (signature, count) of the failures in a row
+
     def finished(u: int, entry: Entry | None, error: str | None = None) -> None:
         if entry is not None:
             if store is not None:
@@ -128,6 +140,16 @@ def explain_units(units: Mapping[int, Sequence[ActivationRecord]], *, model_id: 
         bar.update(1)
         if on_progress is not None:
             on_progress(len(result.done) + len(result.failed), len(todo), entry)
+
+    def repeated(err: BaseException) -> BaseException | None:
+        """The error that stops the batch when `err` repeats a streak of failures."""
+        sig = _signature(err)
+        streak[:] = [sig, streak[1] + 1 if sig is not None and sig == streak[0] else 1]
+        if sig is None or streak[1] < max_failures_in_a_row:
+            return None
+        return type(err)(f"{streak[1]} units in a row failed the same way, so the batch "
+                         f"stopped (finished units are kept): {reason(err)}",
+                         status=getattr(err, "status", None))
 
     fatal: BaseException | None = None
     workers = 1 if llm is None else (max_concurrency or llm.max_concurrency)
@@ -140,14 +162,23 @@ def explain_units(units: Mapping[int, Sequence[ActivationRecord]], *, model_id: 
                 u = pending.pop(f)
                 err = f.exception()
                 if err is None:
-                    finished(u, f.result())
-                elif isinstance(err, ResponseParseError):
-                    finished(u, None, str(err))
+                    streak[:] = [None, 0]
+                    try:
+                        finished(u, f.result())
+                    except AutoInterpError as store_err:  # the store refused the entry
+                        fatal = fatal or store_err
+                        stop.set()
                 elif isinstance(err, Cancelled):
                     result.cancelled = True
-                elif fatal is None:
-                    fatal = err
+                elif isinstance(err, GLOBAL_ERRORS):
+                    fatal = fatal or err
                     stop.set()
+                else:
+                    finished(u, None, reason(err))
+                    again = repeated(err)
+                    if again is not None and fatal is None:
+                        fatal = again
+                        stop.set()
             if stop.is_set() and fatal is None:
                 result.cancelled = True
     except KeyboardInterrupt:
@@ -162,6 +193,17 @@ def explain_units(units: Mapping[int, Sequence[ActivationRecord]], *, model_id: 
     if fatal is not None:
         raise fatal
     return result
+
+
+def _signature(err: BaseException) -> tuple[str, int | None] | None:
+    """What makes failures "the same" for `max_failures_in_a_row`: an HTTP status that is not
+    retried (4xx) or exhausted retries; None for failures of one unit's answer."""
+    if isinstance(err, RetriesExhaustedError):
+        return ("retries", None)
+    status = getattr(err, "status", None)
+    if isinstance(err, AutoInterpError) and isinstance(status, int) and 400 <= status < 500:
+        return ("status", status)
+    return None
 
 
 def _forward(source: threading.Event | None, target: threading.Event) -> threading.Event:

@@ -14,27 +14,30 @@ from typing import Any
 
 from . import prompts
 from .client import Budget, Client, as_floats, first_json, make_client, wants_llm
-from .errors import AutoInterpError, EndpointNotFoundError, ResponseParseError
+from .errors import AutoInterpError, EndpointNotFoundError, ResponseParseError, one_line
 from .offline import EXPLAINER_NAME, STATISTICAL_LABEL, explain_offline, simulate_offline
 from .records import ActivationRecord, _check_records
+from .text import normalize_explanation
 
 _NUMBERS = {str(i): i for i in range(11)}
 
 
 class Explanation(str):
-    """An explanation's text, with `explainer` (the LLM's name or "offline-statistical") and
-    `kind` ("llm" or "statistical")."""
+    """An explanation's text, with `explainer` (the LLM's name or "offline-statistical"),
+    `kind` ("llm" or "statistical") and `cut_from`: the length of the answer when it was longer
+    than `text.MAX_EXPLANATION_CHARS` and cut (else 0)."""
 
     explainer: str
     kind: str
+    cut_from: int
 
-    def __new__(cls, text: str, explainer: str, kind: str) -> Explanation:
+    def __new__(cls, text: str, explainer: str, kind: str, cut_from: int = 0) -> Explanation:
         obj = super().__new__(cls, text)
-        obj.explainer, obj.kind = explainer, kind
+        obj.explainer, obj.kind, obj.cut_from = explainer, kind, int(cut_from)
         return obj
 
     def __reduce__(self):
-        return (Explanation, (str(self), self.explainer, self.kind))
+        return (Explanation, (str(self), self.explainer, self.kind, self.cut_from))
 
 
 def _mode(name: str, value: str | None, client: Any, base_url: Any, api_key: Any) -> str:
@@ -61,12 +64,13 @@ def explain(records: Sequence[ActivationRecord] | ActivationRecord, *, model: st
         return Explanation(explain_offline(records, baseline=baseline), EXPLAINER_NAME,
                            "statistical")
     llm = make_client(client, model=model, base_url=base_url, api_key=api_key)
-    text = prompts.clean_explanation(
-        llm.chat(prompts.explain_messages(records), max_tokens=120, budget=budget, cancel=cancel))
+    answer = llm.chat(prompts.explain_messages(records), max_tokens=120, budget=budget,
+                      cancel=cancel)
+    text, cut_from = normalize_explanation(prompts.clean_explanation(answer))
     if not text:
-        raise ResponseParseError(f"Model {llm.model!r} at {llm.base_url} returned an empty "
-                                 "explanation.")
-    return Explanation(text, llm.model, "llm")
+        raise ResponseParseError(f"Model {llm.model!r} at {llm.where('/chat/completions')} "
+                                 f"returned an empty explanation (answer {answer[:80]!r}).")
+    return Explanation(text, llm.model, "llm", cut_from)
 
 
 def simulate(explanation: str, records: Sequence[ActivationRecord] | ActivationRecord, *,
@@ -90,18 +94,20 @@ def simulate(explanation: str, records: Sequence[ActivationRecord] | ActivationR
     if text.startswith(STATISTICAL_LABEL):
         text = text[len(STATISTICAL_LABEL):].strip()
     use_logprobs = method == "logprobs" or (method == "auto" and llm.logprobs is not False)
-    if use_logprobs:
+    if use_logprobs and (method == "logprobs" or llm.logprobs):
+        return llm.map(lambda r: _simulate_logprobs(llm, text, r, budget, cancel), records,
+                       cancel)
+    if use_logprobs:  # "auto", untried: one record decides, once for this client
         try:
-            first = []
-            if llm.logprobs is None:  # try one record before sending the rest
-                first = [_simulate_logprobs(llm, text, records[0], budget, cancel)]
-                llm.logprobs = True
-            return first + llm.map(lambda r: _simulate_logprobs(llm, text, r, budget, cancel),
-                                   records[len(first):], cancel)
-        except (EndpointNotFoundError, ResponseParseError, AutoInterpError) as err:
-            if method == "logprobs" or not _no_logprobs(err):
+            first = [_simulate_logprobs(llm, text, records[0], budget, cancel)]
+        except AutoInterpError as err:
+            if not _no_logprobs(err):
                 raise
             llm.logprobs = False
+        else:
+            llm.logprobs = True
+            return first + llm.map(lambda r: _simulate_logprobs(llm, text, r, budget, cancel),
+                                   records[1:], cancel)
     return llm.map(lambda r: _simulate_json(llm, text, r, budget, cancel), records, cancel)
 
 
@@ -109,41 +115,49 @@ def _no_logprobs(err: Exception) -> bool:
     """Whether `err` says the endpoint cannot give completion logprobs (so JSON should be tried)."""
     if isinstance(err, (EndpointNotFoundError, ResponseParseError)):
         return True
-    return str(err).startswith(("HTTP 400", "HTTP 422", "HTTP 501"))
+    return getattr(err, "status", None) in (400, 422, 501)
 
 
 def _simulate_logprobs(llm: Client, explanation: str, record: ActivationRecord,
                        budget: Budget | None, cancel: threading.Event | None) -> list[float]:
     prompt, offsets = prompts.simulation_prompt(explanation, record.tokens)
     lp = llm.completion_logprobs(prompt, budget=budget, cancel=cancel)
-    tokens = getattr(lp, "tokens", None)
+    where = llm.where("/completions")
     starts = getattr(lp, "text_offset", None)
     tops = getattr(lp, "top_logprobs", None)
-    if not tokens or not starts or not tops or not len(starts) == len(tops):
-        raise ResponseParseError(f"The completion from {llm.base_url} for model {llm.model!r} "
-                                 "has no echoed logprobs (tokens, text_offset, top_logprobs).")
-    index = {s: i for i, s in enumerate(starts)}
+    if not isinstance(starts, list) or not isinstance(tops, list) or not starts \
+            or len(starts) != len(tops):
+        raise ResponseParseError(f"The completion from {where} for model {llm.model!r} has no "
+                                 "echoed logprobs (tokens, text_offset, top_logprobs).")
+    index = {s: i for i, s in enumerate(starts) if isinstance(s, int)}
     out = []
     for off in offsets:
         i = index.get(off)
         if i is None:
             raise ResponseParseError(
-                f"The echoed logprobs from {llm.base_url} have no token starting at character "
-                f"{off} (an 'unknown' placeholder): the endpoint did not echo the prompt.")
-        out.append(expected_value(tops[i] or {}))
+                f"The echoed logprobs from {where} have no token starting at character {off} "
+                "(an 'unknown' placeholder): the endpoint did not echo the prompt.")
+        top = tops[i] or {}
+        if not isinstance(top, dict):
+            raise ResponseParseError(f"The echoed logprobs from {where} hold a "
+                                     f"{type(top).__name__} where a top-logprobs dict belongs.")
+        out.append(expected_value(top))
     return out
 
 
 def expected_value(top: dict[str, float]) -> float:
     """Expected activation over the numeric tokens "0".."10" of a top-logprobs dict (0 when it
-    holds none), their probabilities renormalised."""
+    holds none), their probabilities renormalised. Entries that are not finite numbers are
+    left out; log-probabilities above 0 count as 0."""
     import math
 
     probs: dict[int, float] = {}
     for tok, logprob in dict(top).items():
         v = _NUMBERS.get(str(tok).strip())
-        if v is not None:
-            probs[v] = probs.get(v, 0.0) + math.exp(logprob)
+        if v is None or isinstance(logprob, bool) or not isinstance(logprob, (int, float)) \
+                or not math.isfinite(logprob):
+            continue
+        probs[v] = probs.get(v, 0.0) + math.exp(min(float(logprob), 0.0))
     total = sum(probs.values())
     return sum(v * p for v, p in probs.items()) / total if total > 0 else 0.0
 
@@ -156,8 +170,10 @@ def _simulate_json(llm: Client, explanation: str, record: ActivationRecord,
         data = first_json(answer)
         values = data.get("activations") if isinstance(data, dict) else data
         return as_floats(values, len(record.tokens), 0.0, 10.0)
-    except (ValueError, AttributeError) as err:
-        raise ResponseParseError(
-            f"Could not read simulated activations from model {llm.model!r} at {llm.base_url}: "
-            f"{err}. Expected {{\"activations\": [{len(record.tokens)} integers 0-10]}}; got "
-            f"{answer[:200]!r}.") from None
+    except (ValueError, AttributeError, TypeError) as err:
+        failure = ResponseParseError(llm.redact(one_line(
+            f"Could not read simulated activations from model {llm.model!r} at "
+            f"{llm.where('/chat/completions')}: {err}. Expected {{\"activations\": "
+            f"[{len(record.tokens)} integers 0-10]}}; got {answer[:120]!r}"
+            f"{'...' if len(answer) > 120 else ''}.")))
+    raise failure

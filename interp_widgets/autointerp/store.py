@@ -8,6 +8,18 @@ timeout, so threads and processes can write at once. Export / import as JSON in 
 explanation shape (``modelId``, ``layer``, ``index``, ``description``, ``explanationModelName``,
 ``typeName``, ``scores: [{value, explanationScoreTypeName, explanationScoreModelName}]``).
 
+The store opens only its own files. Its marker is SQLite's ``PRAGMA application_id`` (`APP_ID`,
+"IWAI") and an ``info`` table holding ``schema_version``; both are read, with reads only,
+before anything is written. A file that is not SQLite, is corrupt, belongs to another
+application, has another ``explanations`` table, or was written by a newer version (a higher
+schema_version) is refused with a `StoreError` that names the path and what was found, and is
+left exactly as it was. A file of an older version of this store is migrated in one transaction
+(version 1, written before the marker existed: the marker is added).
+
+Text is made safe before it is stored: explanations by `text.normalize_explanation` (length cap,
+the cut noted in ``meta``; control and bidi characters removed), other text columns by
+`text.safe_text` (lone surrogates, which UTF-8 cannot encode, replaced).
+
 No API key is ever passed in here; as a guard, a write that contains the value of
 `OPENAI_API_KEY` is refused.
 """
@@ -25,9 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import StoreError
 from .score import SCORE_NAMES, Scores
+from .text import normalize_explanation, safe_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+APP_ID = 0x49574149  # "IWAI" in SQLite's header: PRAGMA application_id
+APPLICATION = "interp_widgets.autointerp"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS explanations (
     model TEXT NOT NULL, source TEXT NOT NULL, unit INTEGER NOT NULL, explainer TEXT NOT NULL,
@@ -36,6 +52,10 @@ CREATE TABLE IF NOT EXISTS explanations (
     PRIMARY KEY (model, source, unit, explainer));
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+#: the columns of `explanations` (the same in versions 1 and 2)
+COLUMNS = ("model", "source", "unit", "explainer", "kind", "explanation", "scores", "score",
+           "meta", "created")
+_SQLITE_HEADER = b"SQLite format 3\x00"
 TYPE_NAMES = {"llm": "oai_token-act-pair", "statistical": "iw_token-enrichment"}
 _KINDS = {v: k for k, v in TYPE_NAMES.items()}
 
@@ -100,31 +120,119 @@ def _nan_none(v: float) -> float | None:
 
 
 class AutoInterpStore:
-    """A SQLite file of explanations and scores (see the module docstring). Created if missing."""
+    """A SQLite file of explanations and scores (see the module docstring). Created if missing;
+    `migrated_from`: the schema_version it was migrated from on opening (None if it was not)."""
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0):
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             raise ValueError(f"{self.path} is a folder: give a file path such as "
                              f"{self.path / 'autointerp.sqlite'}.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
+        found = self._check() if self.path.exists() and self.path.stat().st_size else 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
+            if found < SCHEMA_VERSION:  # new, or an older version of ours: one transaction
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    con.execute(f"PRAGMA application_id = {APP_ID}")
+                    for stmt in _SCHEMA.split(";"):
+                        if stmt.strip():
+                            con.execute(stmt)
+                    con.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)",
+                                    [("application", APPLICATION),
+                                     ("schema_version", str(SCHEMA_VERSION))])
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
             con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
-            con.execute("INSERT OR IGNORE INTO info VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
+        self.migrated_from = found if 0 < found < SCHEMA_VERSION else None
+
+    def _check(self) -> int:
+        """The schema_version of the existing file at `path` (0: an empty SQLite file), found
+        with reads only; StoreError when the file is not one of ours that this version can
+        read."""
+        where = f"{self.path}"
+        try:
+            # only reads go through this connection (a read-only URI connection would break
+            # the shared memory of WAL writers in other connections)
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as err:
+            raise StoreError(f"{where} cannot be opened: {err}.") from None
+        try:
+            app = con.execute("PRAGMA application_id").fetchone()[0]
+            tables = sorted(r[0] for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"))
+            check = con.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            cols = tuple(r[1] for r in con.execute("PRAGMA table_info(explanations)"))
+            info = dict(con.execute("SELECT key, value FROM info").fetchall()) \
+                if "info" in tables else {}
+        except sqlite3.DatabaseError as err:
+            failure = StoreError(f"{where} is corrupt or not a database ({err}): it was left "
+                                 "as it is; give another path or restore it from a copy.")
+        else:
+            failure = None
+        finally:
+            con.close()
+        if failure is not None:
+            # read only now: closing another descriptor of a database file would drop the
+            # POSIX locks that this process's SQLite connections hold on it
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_HEADER))
+            if head != _SQLITE_HEADER:
+                raise StoreError(f"{where} is not an auto-interp store: it is not an SQLite "
+                                 f"file (it starts with {head!r}). Give another path.")
+            raise failure
+        if app not in (0, APP_ID):
+            raise StoreError(f"{where} belongs to another application (SQLite application_id "
+                             f"{app:#010x}, tables {tables}); this store's files have "
+                             f"{APP_ID:#010x}. Give another path.")
+        if app == 0 and not tables:
+            return 0  # an empty SQLite file: nothing in it to keep
+        if "explanations" in tables and cols != COLUMNS:
+            raise StoreError(f"{where} has an `explanations` table with columns {list(cols)}, "
+                             f"not this store's {list(COLUMNS)}: it is not an auto-interp "
+                             "store. Give another path.")
+        version = info.get("schema_version")
+        if app == 0 and (set(tables) != {"explanations", "info"} or version != "1"):
+            raise StoreError(f"{where} is not an auto-interp store: no application_id, tables "
+                             f"{tables}, schema_version {version!r}. Give another path.")
+        try:
+            found = int(version)
+        except (TypeError, ValueError):
+            raise StoreError(f"{where} has an auto-interp marker but schema_version "
+                             f"{version!r} in its info table; it cannot be read.") from None
+        if found > SCHEMA_VERSION:
+            raise StoreError(f"{where} was written by a newer interp_widgets (store "
+                             f"schema_version {found}; this version reads up to "
+                             f"{SCHEMA_VERSION}): upgrade interp_widgets to open it.")
+        if found < 1 or set(tables) < {"explanations", "info"}:
+            raise StoreError(f"{where} has an auto-interp marker but schema_version {found} "
+                             f"and tables {tables}; it cannot be read.")
+        return found
 
     def __repr__(self) -> str:
         return f"AutoInterpStore({str(self.path)!r}, {len(self)} entries)"
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        """A connection; SQLite's errors come out as StoreError naming the file."""
+        try:
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path} cannot be opened: {err}.") from None
+        failure: StoreError | None = None
         try:
             yield con
+        except sqlite3.Error as err:
+            failure = StoreError(f"{self.path}: {type(err).__name__}: {err}.")
         finally:
             con.close()
+        if failure is not None:
+            raise failure
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -154,9 +262,13 @@ class AutoInterpStore:
     def _row(e: Entry) -> tuple:
         if e.kind not in TYPE_NAMES:
             raise ValueError(f"kind must be one of {sorted(TYPE_NAMES)}; got {e.kind!r}.")
-        return (e.model, e.source, int(e.unit), e.explainer, e.kind, str(e.explanation),
-                json.dumps(e.scores.to_dict()), _nan_none(e.scores.correlation), json.dumps(e.meta),
-                e.created or time.time())
+        text, cut_from = normalize_explanation(e.explanation)
+        meta = dict(e.meta)
+        if cut_from:
+            meta.setdefault("explanation_cut_from", cut_from)
+        return (safe_text(e.model), safe_text(e.source), int(e.unit), safe_text(e.explainer),
+                e.kind, text, json.dumps(e.scores.to_dict()), _nan_none(e.scores.correlation),
+                json.dumps(meta, default=str), e.created or time.time())
 
     def delete(self, *, model: str | None = None, source: str | None = None,
                unit: int | None = None, explainer: str | None = None) -> int:

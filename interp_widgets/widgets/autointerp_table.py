@@ -16,6 +16,7 @@ import traitlets as t
 
 from ..autointerp import AutoInterpStore, Entry
 from ..autointerp.score import SCORE_NAMES
+from ..autointerp.text import display_text
 from ._base import BaseWidget, check_index, request_handler
 from ._codec import encode_array
 
@@ -90,7 +91,7 @@ class AutoInterpTable(BaseWidget):
         """Reload the rows from the store."""
         self._entries = self._store.entries(**self._filters)
         e = self._entries
-        cols: dict[str, Any] = {k: [getattr(x, k) for x in e]
+        cols: dict[str, Any] = {k: [display_text(getattr(x, k)) for x in e]
                                 for k in ("model", "source", "explainer", "kind", "explanation")}
         cols["unit"] = encode_array(np.array([x.unit for x in e], np.int64), "int32")
         for k in SCORE_NAMES:

@@ -25,16 +25,11 @@ from typing import Any
 
 import traitlets as t
 
-from ..autointerp import (
-    ActivationRecord,
-    AutoInterpError,
-    AutoInterpStore,
-    Cancelled,
-    Entry,
-    explain_unit,
-)
+from ..autointerp import ActivationRecord, AutoInterpStore, Cancelled, Entry, explain_unit
 from ..autointerp.client import Budget, make_client
+from ..autointerp.errors import reason
 from ..autointerp.explain import _mode
+from ..autointerp.text import display_text
 from ._base import request_handler
 
 STEPS = ("explain", "simulate", "detection", "fuzzing")
@@ -54,9 +49,10 @@ def sae_source(sae: Any) -> str:
 
 def entry_state(entry: Entry) -> dict[str, Any]:
     """What the view shows of a stored entry (JSON-safe; NaN scores as None)."""
-    return {"status": "done", "explanation": entry.explanation, "kind": entry.kind,
-            "explainer": entry.explainer, "scores": entry.scores.to_dict(),
-            "unit": entry.unit, "source": entry.source, "step": "", "done": len(STEPS),
+    return {"status": "done", "explanation": display_text(entry.explanation),
+            "kind": entry.kind, "explainer": display_text(entry.explainer),
+            "scores": entry.scores.to_dict(), "unit": entry.unit,
+            "source": display_text(entry.source), "step": "", "done": len(STEPS),
             "total": len(STEPS), "calls": 0, "error": ""}
 
 
@@ -170,8 +166,9 @@ class ExplainMixin(t.HasTraits):
             except Cancelled:
                 state = {**self.explain_state, "status": "cancelled",
                          "error": "cancelled: nothing was stored"}
-            except (AutoInterpError, ValueError, OSError) as err:
-                state = {**self.explain_state, "status": "error", "error": str(err)}
+            except Exception as err:  # noqa: BLE001 - whatever happens, the panel says so
+                state = {**self.explain_state, "status": "error",
+                         "error": display_text(reason(err))}
             if self._still_showing(key):
                 self.explain_state = state
 
