@@ -281,9 +281,10 @@ def test_first_json_is_linear():
             best = min(best, time.perf_counter() - t0)
         return best
 
-    small, big = seconds("[" * 250_000), seconds("[" * 1_000_000)
-    assert big < 0.25  # the target, 50 ms, is measured by benchmarks/bench_first_json.py
-    assert big / max(small, 1e-4) < 10  # 4x the input: ~4x the time, not 16x
+    # sizes past the CPU caches, so that the ratio shows the algorithm, not the cache
+    small, big = seconds("[" * 1_000_000), seconds("[" * 4_000_000)
+    assert small < 0.25  # the target, 50 ms, is measured by benchmarks/bench_first_json.py
+    assert big / small < 8  # 4x the input: ~4x the time, not 16x
 
 
 def test_explanations_are_normalised():

@@ -11,14 +11,10 @@ import re
 import numpy as np
 import pytest
 import torch
+from openai_server import FakeOpenAIServer  # the loopback test double, in tests/
 
 from interp_widgets import autointerp as ai
 from interp_widgets.autointerp import scorers as sc
-
-try:  # the loopback test double (moving from the package to tests/)
-    from tests.fake_server import FakeOpenAIServer
-except ImportError:
-    from interp_widgets.autointerp.fake_server import FakeOpenAIServer
 
 EXPLANATION = 'the token "cat"'
 A = ai.ActivationRecord
