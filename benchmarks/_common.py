@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -69,3 +70,21 @@ def publish(name: str, body: str, *, write: bool) -> None:
     print(body)
     if write:
         write_section(name, body)
+
+
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's RSS high-water mark (VmHWM) or current RSS (VmRSS), in MB."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_peak() -> None:
+    """Start the RSS high-water mark again from the current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass

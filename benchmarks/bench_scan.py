@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -22,28 +21,10 @@ import torch
 import interp_widgets as iw
 from interp_widgets.analysis.corpus import iter_corpus, scan_neurons
 
-from _common import interleaved_medians, machine, publish
+from _common import interleaved_medians, machine, publish, reset_peak, rss_mb
 
 BATCH = 32
 DOC_TOKENS = 128
-
-
-def rss_mb(field: str = "VmHWM") -> float:
-    """This process's RSS high-water mark (VmHWM) or current RSS (VmRSS), in MB."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def reset_peak() -> None:
-    """Start the RSS high-water mark again from the current RSS (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def corpus_ids(model, tokens: int, seed: int, length: int = DOC_TOKENS) -> list[list[int]]:

@@ -72,3 +72,27 @@ def test_fit_dictionary_bad_input(lm, docs):
         fit_dictionary(lm, "a document", HOOK, "pca", 4)
     with pytest.raises(ValueError, match="corpus is empty"):
         fit_dictionary(lm, [], HOOK, "pca", 4)
+
+
+def test_ica_and_overcomplete_ica_are_bases_of_the_unit_engine(lm, docs):
+    """iw.scan runs on an ICA dictionary as on an SAE: its top values are the largest codes
+    that encoding each document's activations by hand gives."""
+    import interp_widgets as iw
+
+    acts = collect_activations(lm, docs, HOOK, max_tokens=3000)
+    ica = fit_dictionary(lm, acts, HOOK, "ica", 16)
+    rica = fit_dictionary(lm, acts, HOOK, "overcomplete_ica", 2 * lm.cfg.d_model,
+                          train_batch_size=500)
+    few = docs[:6]
+    for d in (ica, rica):
+        basis = iw.as_basis(d, lm)
+        assert basis.n_units == d.d_sae and basis.signed and basis.hook == HOOK
+        s = iw.scan(lm, d, few, k=3, batch_size=3, n_random=20, progress=False)
+        with torch.no_grad():
+            codes = torch.cat([d.encode(lm.run(doc, names=[HOOK]).cache[HOOK][0, 1:])
+                               for doc in few])  # [tokens, n_units], BOS left out
+        assert s.n_tokens == len(codes) and s.n_units == d.d_sae
+        for u in (0, d.d_sae - 1):
+            torch.testing.assert_close(s.top_values(u), codes[:, u].topk(3).values,
+                                       atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(basis.output_directions(), d.directions)
