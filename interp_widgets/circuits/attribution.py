@@ -11,8 +11,8 @@ Edges: adjacency[t, s] = the direct effect of source s on target t's value throu
 model (attention patterns and norm scales fixed, no path through another feature). Target
 values: a feature's pre-activation (= its activation where active), a logit minus the mean
 logit (circuit-tracer's demeaned logit). Rows of sources (errors, embeddings, biases) are zero.
-Each backward pass serves `batch_size` targets: the forward runs that many copies of the prompt
-and row b backpropagates only target b's value.
+One forward runs `batch_size` copies of the prompt and keeps its autograd graph; each backward
+pass then serves `batch_size` targets, row b backpropagating only target b's value.
 """
 
 from __future__ import annotations
@@ -125,22 +125,37 @@ def attribution_graph(model: Model, transcoders: Transcoders, prompt: str | torc
         b_dec = transcoders.b_dec.detach().float()
         decs = [[transcoders.decoder(s, t).detach().float()[feats[s][:, 1]]
                  if s in transcoders.sources(t) else None for t in range(L)] for s in range(L)]
+    # one forward of `batch_size` copies serves every batch of targets: each backward keeps
+    # the graph (circuit-tracer's scheme) and row b carries only its target's value
+    n_rows = min(batch_size, len(targets))
+    logits, lv = rr.forward(n_rows)
+    leaves = [lv.embed, lv.pos_embed, *lv.attn_out, *lv.mlp_out]
+    t_idx = torch.tensor([i for _, i in targets])
+    t_layer = torch.tensor([int(f_layer[i]) if k == "feature" else -1 for k, i in targets])
     for b0_ in range(0, len(targets), batch_size):
         chunk = targets[b0_:b0_ + batch_size]
         B = len(chunk)
-        logits, lv = rr.forward(B)
-        value = []
-        for row, (kind, i) in enumerate(chunk):
-            if kind == "feature":
-                lyr, p, f = int(f_layer[i]), int(f_pos[i]), int(f_id[i])
-                value.append(lv.mlp_in[lyr][row, p].float() @ enc[lyr][:, f])
-            else:
-                tok = logit_ids[i]
-                value.append(logits[row, -1, tok].float() - logits[row, -1].float().mean())
-        torch.stack(value).sum().backward()
+        for leaf in leaves:
+            if leaf is not None:
+                leaf.grad = None
+        idx, layer_of = t_idx[b0_:b0_ + B], t_layer[b0_:b0_ + B]
+        value = torch.zeros(B)
+        for lyr in range(L):  # feature targets: pre-activation = MLP input @ encoder column
+            sel = torch.nonzero(layer_of == lyr)[:, 0]
+            if len(sel):
+                fi = idx[sel]
+                x = lv.mlp_in[lyr][sel, f_pos[fi]].float()          # [k, d_in]
+                value = value.index_add(0, sel, (x * enc[lyr][:, f_id[fi]].T).sum(-1))
+        sel = torch.nonzero(layer_of < 0)[:, 0]
+        if len(sel):  # logit targets: the logit minus the mean logit
+            last = logits[sel, -1].float()                             # [k, vocab]
+            tok = torch.tensor([logit_ids[int(i)] for i in idx[sel]])
+            value = value.index_add(0, sel, last.gather(1, tok[:, None])[:, 0]
+                                    - last.mean(-1))
+        value.sum().backward(retain_graph=b0_ + batch_size < len(targets))
         rows = torch.tensor([i if k == "feature" else l0 + i for k, i in chunk])
         with torch.no_grad():
-            G = [_grad(lv.mlp_out[t]) for t in range(L)]  # [B, n, d]
+            G = [_grad(lv.mlp_out[t])[:B] for t in range(L)]  # [B, n, d]
             block = torch.zeros(B, n_nodes)
             for s in range(L):
                 if not len(feats[s]):
@@ -154,13 +169,13 @@ def attribution_graph(model: Model, transcoders: Transcoders, prompt: str | torc
             for t in range(L):
                 block[:, e0 + t * n:e0 + (t + 1) * n] = torch.einsum("bnd,nd->bn", G[t],
                                                                      rr.errors[t])
-            block[:, t0_:b0] = torch.einsum("bnd,nd->bn", _grad(lv.embed), rr.embed)
+            block[:, t0_:b0] = torch.einsum("bnd,nd->bn", _grad(lv.embed)[:B], rr.embed)
             for t in range(L):
-                bias = torch.einsum("bnd,nd->b", _grad(lv.attn_out[t]), rr.attn_bias[t])
+                bias = torch.einsum("bnd,nd->b", _grad(lv.attn_out[t])[:B], rr.attn_bias[t])
                 bias += torch.einsum("bnd,d->b", G[t], b_dec[t])
                 block[:, b0 + t] = bias
             if lv.pos_embed is not None:
-                block[:, b0 + L] = torch.einsum("bnd,nd->b", _grad(lv.pos_embed),
+                block[:, b0 + L] = torch.einsum("bnd,nd->b", _grad(lv.pos_embed)[:B],
                                                 rr.pos_embed)
             for row, (kind, i) in enumerate(chunk):  # the target's own bias
                 if kind == "feature":

@@ -165,8 +165,25 @@ class ReplacementRun:
             yield leaves
 
     def forward(self, batch: int) -> tuple[torch.Tensor, Leaves]:
-        """(logits Tensor[batch, pos, vocab] of the replacement model, its Leaves)."""
+        """(logits Tensor[batch, pos, vocab] of the replacement model, its Leaves).
+
+        The weights of the model and transcoders are constants of the autograd graph (they
+        require no grad during this forward), so a backward pass fills only the leaves."""
         toks = self.tokens[None].expand(batch, self.n_pos).to(self.model.device)
-        with torch.enable_grad(), self.linear_forward(batch) as leaves:
+        with torch.enable_grad(), _constant_weights(self.model.bridge, self.tcs), \
+                self.linear_forward(batch) as leaves:
             logits = self.model.bridge(toks)
         return logits, leaves
+
+
+@contextmanager
+def _constant_weights(*modules: torch.nn.Module) -> Iterator[None]:
+    """Parameters of `modules` require no grad inside the block (restored after it)."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
