@@ -17,6 +17,7 @@ from .probe_view import ProbeView
 from .prompt_features import PromptFeatures
 from .steering import SteeringView
 from .token_heatmap import TokenHeatmap
+from .unit_dashboards import UnitDashboards, dashboards
 
 __all__ = [
     "AttentionView",
@@ -34,4 +35,6 @@ __all__ = [
     "PromptFeatures",
     "SteeringView",
     "TokenHeatmap",
+    "UnitDashboards",
+    "dashboards",
 ]

@@ -57,7 +57,7 @@ TEMPLATE = """<!DOCTYPE html>
 <script type="application/x-iw-payload" data-target="iw-target">
 {payload}
 </script>
-<script>{boot}</script>
+{lazy}<script>{boot}</script>
 </body>
 </html>
 """
@@ -95,8 +95,9 @@ def pack(header: dict[str, Any], buffers: list[memoryview]) -> bytes:
     return struct.pack("<I", len(head_bytes)) + head_bytes + b"".join(chunks)
 
 
-def build_payload(widget: BaseWidget) -> bytes:
-    """The uncompressed payload of `widget` (see the module docstring)."""
+def build_payload(widget: BaseWidget, lazy: dict[str, int] | None = None) -> bytes:
+    """The uncompressed payload of `widget` (see the module docstring); `lazy` maps the keys of
+    answers written to their own blocks (`lazy_blocks`) to the blocks' numbers."""
     state, buffers = extract_buffers(widget_state(widget))
     answers = {}
     for method, args, result in widget.static_answers():
@@ -108,16 +109,36 @@ def build_payload(widget: BaseWidget) -> bytes:
         "css": (STATIC / "index.css").read_text("utf-8"),
         "state": state,
         "answers": answers,
+        **({"lazy": lazy} if lazy else {}),
     }
     return pack(header, buffers)
 
 
+def _encode(raw: bytes) -> str:
+    payload = base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0))
+    return "\n".join(payload[i:i + 120].decode() for i in range(0, len(payload), 120))
+
+
+def lazy_blocks(widget: BaseWidget) -> tuple[dict[str, int], str]:
+    """({request key: block number}, the blocks' HTML) for a widget with `lazy_answers`: each
+    answer packed and compressed on its own, so the browser decodes it only when asked."""
+    keys, blocks = {}, []
+    for i, (method, args, result) in enumerate(getattr(widget, "lazy_answers", lambda: ())()):
+        stored, buffers = extract_buffers(result)
+        keys[request_key(method, args)] = i
+        body = _encode(pack({"answer": {"ok": True, "result": stored}}, buffers))
+        blocks.append(f'<script type="application/x-iw-lazy" id="iw-lazy-{i}">\n{body}\n'
+                      '</script>\n')
+    return keys, "".join(blocks)
+
+
 def render_html(widget: BaseWidget, title: str | None = None) -> str:
-    payload = base64.b64encode(gzip.compress(build_payload(widget), compresslevel=9, mtime=0))
+    keys, blocks = lazy_blocks(widget)
     return TEMPLATE.format(
         title=html.escape(title or f"interp_widgets: {type(widget).__name__}"),
         page_css=escape_inline(PAGE_CSS),
-        payload="\n".join(payload[i:i + 120].decode() for i in range(0, len(payload), 120)),
+        payload=_encode(build_payload(widget, keys)),
+        lazy=blocks,
         boot=escape_inline((STATIC / "boot.js").read_text("utf-8")),
     )
 

@@ -2,18 +2,12 @@
 // base64(gzip(u32 header length | JSON header | binary buffers)); the header carries the widget
 // module (esm) and stylesheet (css) too. Needs DecompressionStream (Chromium 80, Firefox 113, Safari 16.4).
 
+import { gunzip, unpack } from "./gzip";
+
 interface Header {
   esm: string;
   css: string;
   [key: string]: unknown;
-}
-
-async function gunzip(b64: string): Promise<ArrayBuffer> {
-  const bin = atob(b64);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-  return new Response(stream).arrayBuffer();
 }
 
 async function mount(script: HTMLScriptElement): Promise<void> {
@@ -22,8 +16,7 @@ async function mount(script: HTMLScriptElement): Promise<void> {
   try {
     if (typeof DecompressionStream === "undefined") throw new Error("this browser has no DecompressionStream");
     const raw = await gunzip((script.textContent ?? "").trim());
-    const n = new DataView(raw).getUint32(0, true);
-    const header: Header = JSON.parse(new TextDecoder().decode(new Uint8Array(raw, 4, n)));
+    const [header, start] = unpack<Header>(raw);
     const style = document.createElement("style");
     style.textContent = header.css;
     document.head.append(style);
@@ -31,7 +24,7 @@ async function mount(script: HTMLScriptElement): Promise<void> {
     const mod = await import(url);
     URL.revokeObjectURL(url);
     target.textContent = "";
-    mod.renderStatic(target, header, raw, 4 + n);
+    mod.renderStatic(target, header, raw, start);
   } catch (e) {
     target.textContent = `This export could not be opened: ${e instanceof Error ? e.message : String(e)}`;
   }

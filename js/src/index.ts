@@ -16,6 +16,7 @@ import { withExplain } from "./components/explain";
 import { featureBrowser } from "./widgets/feature_browser";
 import { promptFeatures } from "./widgets/prompt_features";
 import { graphView } from "./widgets/graph_view";
+import { unitDashboards } from "./widgets/unit_dashboards";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
@@ -31,6 +32,7 @@ export const VIEWS: Record<string, View> = {
   feature_browser: withExplain(featureBrowser),
   prompt_features: promptFeatures,
   graph_view: graphView,
+  unit_dashboards: unitDashboards,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
