@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ._errors import UnknownHookError
+from ._errors import SilentHookError, UnknownHookError
 
 Inputs = str | Sequence[str] | torch.Tensor | Sequence[int] | Sequence[Sequence[int]]
 
@@ -180,6 +180,7 @@ class Model:
         if self.logit_offset is None:
             return None
         return self.logit_offset(resid_final)
+        self._fired: dict[tuple, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         c = self.cfg
@@ -201,12 +202,52 @@ class Model:
 
     # ---- tokens -------------------------------------------------------------------------------
 
-    def to_tokens(self, inputs: Inputs, *, prepend_bos: bool = True) -> torch.Tensor:
-        """LongTensor[batch, pos]: tokenized, truncated to the context, right-padded."""
+    @property
+    def bos(self) -> int | None:
+        """The token id put before every prompt by default, or None for a model trained without
+        one. The one place that decides it: TransformerLens's `cfg.default_prepend_bos` (False
+        for Qwen2, GPT-NeoX/Pythia, Phi, ...; True otherwise) and the tokenizer's BOS token.
+        Every function that tokenizes text takes its default from here and accepts
+        ``prepend_bos=`` to do otherwise."""
+        if not bool(getattr(self.cfg, "default_prepend_bos", True)):
+            return None
+        return self.tokenizer.bos_token_id
+
+    def bos_for(self, prepend_bos: bool | None = None) -> int | None:
+        """The id to put first under `prepend_bos`: None -> the model's default (`bos`);
+        False -> nothing; True -> the tokenizer's BOS (an error when it has none)."""
+        if prepend_bos is None:
+            return self.bos
+        if not prepend_bos:
+            return None
+        if self.tokenizer.bos_token_id is None:
+            raise ValueError("This tokenizer has no BOS token; pass prepend_bos=False (or None, "
+                             "the model's default).")
+        return self.tokenizer.bos_token_id
+
+    def bos_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """BoolTensor[batch, pos] (or [pos]), True at position 0 of each row that begins with the
+        tokenizer's BOS token: the attention sink that analyses leave alone (never zeroed, not
+        counted as text). All False on rows without one (Qwen2-style models)."""
+        mask = torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and tokens.numel() > 0:
+            mask[..., 0] = tokens[..., 0] == bos
+        return mask
+
+    def starts_with_bos(self, tokens: torch.Tensor | Sequence[int]) -> bool:
+        """Whether a row of token ids [pos] (or the first row of [batch, pos]) begins with the
+        tokenizer's BOS token (see `bos_mask`)."""
+        ids = torch.as_tensor(tokens).reshape(-1)
+        return bool(self.bos_mask(ids[:1]).any()) if ids.numel() else False
+
+    def to_tokens(self, inputs: Inputs, *, prepend_bos: bool | None = None) -> torch.Tensor:
+        """LongTensor[batch, pos]: tokenized, truncated to the context, right-padded.
+        prepend_bos: None (the model's default, `Model.bos`), True or False."""
         return self._tokenize(inputs, prepend_bos=prepend_bos)[0]
 
     def to_str_tokens(self, inputs: str | torch.Tensor | Sequence[int], *,
-                      prepend_bos: bool = True) -> list[str]:
+                      prepend_bos: bool | None = None) -> list[str]:
         """Token strings of one prompt (a string) or of one row of token ids."""
         if isinstance(inputs, str):
             ids = self._encode(inputs, prepend_bos=prepend_bos, index=None)
@@ -214,22 +255,20 @@ class Model:
             ids = torch.as_tensor(inputs).reshape(-1).tolist()
         return [self.tokenizer.decode([i]) for i in ids]
 
-    def _encode(self, text: str, *, prepend_bos: bool, index: int | None) -> list[int]:
+    def _encode(self, text: str, *, prepend_bos: bool | None, index: int | None) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"Expected a string prompt, got {type(text).__name__}.")
         where = "" if index is None else f" (item {index} of the list)"
         if not text:
             raise ValueError(f"The prompt is empty{where}: give at least one character of text.")
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if prepend_bos:
-            if self.tokenizer.bos_token_id is None:
-                raise ValueError("This tokenizer has no BOS token; pass prepend_bos=False.")
-            ids = [self.tokenizer.bos_token_id] + ids
-        return ids
+        bos = self.bos_for(prepend_bos)
+        return ids if bos is None else [bos] + ids
 
     def _tokenize(self, inputs: Inputs, *,
-                  prepend_bos: bool) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(tokens LongTensor[batch, pos], attention_mask LongTensor[batch, pos], single)."""
+                  prepend_bos: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(tokens LongTensor[batch, pos], attention_mask LongTensor[batch, pos], single).
+        Text gets the BOS of `bos_for(prepend_bos)`; token ids are used as given."""
         if isinstance(inputs, str):
             rows, single = [self._encode(inputs, prepend_bos=prepend_bos, index=None)], True
         elif isinstance(inputs, torch.Tensor):
@@ -299,6 +338,39 @@ class Model:
                                        len(valid))
         return names
 
+    def fired_hooks(self) -> frozenset[str]:
+        """The hook names that fire in a forward pass of this model (asked of the bridge with one
+        short run, then remembered for the bridge's current hook flags). `hook_names()` lists
+        more: e.g. ``hook_pos_embed`` exists on rotary models but never fires."""
+        flags = tuple(bool(getattr(self.cfg, f, False)) for f in
+                      ("use_attn_result", "use_split_qkv_input", "use_attn_in",
+                       "use_hook_mlp_in"))
+        if flags not in self._fired:
+            ids = [self.bos if self.bos is not None else 0, 0]
+            tokens = torch.tensor([ids], device=self.device)
+            with torch.no_grad():
+                _, cache = self.bridge.run_with_cache(tokens)
+            fired = set(cache.keys())
+            aliases = getattr(self.bridge, "hook_aliases", {}) or {}
+            for alias, target in aliases.items():
+                targets = [target] if isinstance(target, str) else list(target)
+                if any(t in fired for t in targets):
+                    fired.add(alias)
+            self._fired[flags] = frozenset(fired)
+        return self._fired[flags]
+
+    def check_hooks_fire(self, names: str | Sequence[str]) -> list[str]:
+        """`names` (valid hook names) as a list, after checking each fires in a forward pass
+        (`fired_hooks`); a `SilentHookError` naming the ones that do not, and what fires nearby."""
+        names = self.check_hook_names(names)
+        fired = self.fired_hooks()
+        silent = [n for n in names if n not in fired]
+        if silent:
+            near = {n: difflib.get_close_matches(n, sorted(fired), n=4, cutoff=0.5)
+                    for n in silent}
+            raise SilentHookError(silent, near)
+        return names
+
     # ---- running ------------------------------------------------------------------------------
 
     def forward_with_cache(self, tokens: torch.Tensor, past: Any = None
@@ -311,13 +383,14 @@ class Model:
         return logits, cache if cache_holds(cache, n_pos) else None
 
     def run(self, inputs: Inputs, *, names: str | Sequence[str] | None = None,
-            prepend_bos: bool = True, saes: Sequence[Any] | None = None,
+            prepend_bos: bool | None = None, saes: Sequence[Any] | None = None,
             use_error_term: bool = False, edits: Sequence[Any] = ()) -> Run:
         """Run the model and return a `Run` with tokens, logits, per-token loss and a cache of
         exactly the hooks in `names` (none by default).
 
         `inputs` is a string, a list of strings (batched with right padding and an attention
         mask, so each row equals running that prompt alone), or token ids (used as given).
+        Text starts with the model's BOS (`Model.bos`) unless `prepend_bos` says otherwise.
         `saes`: SAEs spliced in for this run, with the error term added back if
         `use_error_term` and feature `edits` (`sae.ablate` / `clamp` / `steer`) applied; see
         `interp_widgets.sae.run_with_saes`."""
@@ -330,7 +403,7 @@ class Model:
             raise ValueError("use_error_term and edits apply to spliced SAEs: pass saes=[sae] "
                              "as well (e.g. model.run(prompt, saes=[sae], edits=[clamp(sae, "
                              "f, 5.0)])).")
-        hooks = self.check_hook_names(names) if names is not None else []
+        hooks = self.check_hooks_fire(names) if names is not None else []
         tokens, mask, single = self._tokenize(inputs, prepend_bos=prepend_bos)
         padded = bool((mask == 0).any())
         kwargs = {"attention_mask": mask} if padded else {}

@@ -170,7 +170,7 @@ def test_grad_x_input_by_hand(model):
 
 
 def test_occlusion_by_hand(model):
-    occ = input_attribution(model, PROMPT, ANSWER, WRONG, method="occlusion")
+    occ = input_attribution(model, PROMPT, ANSWER, WRONG, method="occlusion", baseline="zero")
     tokens = model.to_tokens(PROMPT)
     pos = int(occ.values[1:].abs().argmax()) + 1
 

@@ -53,11 +53,13 @@ from .neurons import (
     correlated_neurons,
     direct_logit_effect,
     find_neurons,
+    is_gated,
     modulate_neuron,
     neuron_activations,
     neuron_input_attribution,
     neuron_selectivity,
     patch_neuron,
+    pre_activations,
 )
 from .overcomplete_ica import fit_rica
 from .patching import (
@@ -170,6 +172,8 @@ __all__ = [
     "nearest_features",
     "neuron_activations",
     "neuron_input_attribution",
+    "is_gated",
+    "pre_activations",
     "neuron_selectivity",
     "patch_neuron",
     "patching_sweep",

@@ -11,6 +11,7 @@ has none, and we run all integration steps (or all occlusions) as one batched pa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +20,17 @@ import numpy as np
 import torch
 
 from ..model import Model
-from .logit_lens import logit_lens, residual_stack, single_token_id
+from .logit_lens import lens_logits, logit_lens, residual_stack, single_token_id
 
 __all__ = ["LogitAttribution", "LogitAttributionSet", "TokenAttribution",
            "direct_logit_attribution", "direct_logit_attribution_set", "input_attribution",
            "logit_diff_lens", "logit_lens"]
 
 
-def _single_prompt_tokens(model: Model, prompt: str | torch.Tensor) -> torch.Tensor:
-    """LongTensor[1, pos] of one prompt."""
-    tokens, _, single = model._tokenize(prompt, prepend_bos=True)
+def _single_prompt_tokens(model: Model, prompt: str | torch.Tensor,
+                          prepend_bos: bool | None = None) -> torch.Tensor:
+    """LongTensor[1, pos] of one prompt (text gets `Model.bos_for(prepend_bos)` first)."""
+    tokens, _, single = model._tokenize(prompt, prepend_bos=prepend_bos)
     if not single and tokens.shape[0] != 1:
         raise ValueError(f"Attribution takes one prompt, got a batch of {tokens.shape[0]}.")
     return tokens[:1]
@@ -94,14 +96,16 @@ class LogitAttribution:
 
 
 def direct_logit_attribution(model: Model, prompt: str | torch.Tensor, answer: str | int,
-                             wrong: str | int, *, pos: int = -1) -> LogitAttribution:
+                             wrong: str | int, *, pos: int = -1,
+                             prepend_bos: bool | None = None) -> LogitAttribution:
     """Decompose logit(answer) - logit(wrong) at `pos` of one prompt into direct contributions
-    (see `LogitAttribution`). `answer`, `wrong`: single tokens such as " Mary" or ids."""
+    (see `LogitAttribution`). `answer`, `wrong`: single tokens such as " Mary" or ids.
+    prepend_bos: None is the model's default (`Model.bos`)."""
     from transformer_lens.tools.analysis import direct_logit_attribution as tl_dla
 
     a = answer if isinstance(answer, int) else single_token_id(model, answer)
     w = wrong if isinstance(wrong, int) else single_token_id(model, wrong)
-    tokens = _single_prompt_tokens(model, prompt)
+    tokens = _single_prompt_tokens(model, prompt, prepend_bos)
     n = tokens.shape[1]
     if not -n <= pos < n:
         raise ValueError(f"pos {pos} is out of range for a prompt of {n} tokens "
@@ -148,16 +152,16 @@ def direct_logit_attribution(model: Model, prompt: str | torch.Tensor, answer: s
 
 
 def logit_diff_lens(model: Model, prompt: str | torch.Tensor, answer: str | int,
-                    wrong: str | int) -> tuple[list[str], torch.Tensor]:
+                    wrong: str | int, *, prepend_bos: bool | None = None
+                    ) -> tuple[list[str], torch.Tensor]:
     """(layer labels, Tensor[layer + 1, pos]): logit(answer) - logit(wrong) read through the
     final LayerNorm and unembedding from the residual stream before each layer and after the
     last (the logit lens, `logit_lens.residual_stack`)."""
     a = answer if isinstance(answer, int) else single_token_id(model, answer)
     w = wrong if isinstance(wrong, int) else single_token_id(model, wrong)
-    _, labels, resid = residual_stack(model, prompt)  # [layer + 1, pos, d_model]
-    bridge = model.bridge
+    _, labels, resid = residual_stack(model, prompt, prepend_bos=prepend_bos)  # [L+1, pos, d]
     with torch.no_grad():
-        logits = bridge.unembed(bridge.ln_final(resid))  # [layer + 1, pos, vocab]
+        logits = lens_logits(model, resid)  # [layer + 1, pos, vocab]
     return labels, (logits[..., a] - logits[..., w]).float().cpu()
 
 
@@ -169,10 +173,11 @@ class TokenAttribution:
     """How much each input token contributes to `target` (a logit difference or log-prob).
 
     values: Tensor[pos]. method: "integrated_gradients", "grad_x_input" or "occlusion".
-    target_value: the target on the prompt. baseline_value: on the baseline (every token's
-    embedding zeroed; BOS kept) for integrated gradients, None otherwise.
-    completeness_gap: integrated gradients only: (target - baseline) - values.sum(); near 0
-    when there are enough steps.
+    target_value: the target on the prompt. baseline: what a removed token's embedding becomes
+    ("pad": the pad token's embedding, "zero"); baseline_value: the target with every token but
+    a leading BOS replaced so (integrated gradients only). completeness_gap: integrated
+    gradients only, (target - baseline) - values.sum(); `relative_gap` divides it by
+    |target - baseline|. steps: the Gauss-Legendre points used.
     """
 
     str_tokens: list[str]
@@ -182,9 +187,20 @@ class TokenAttribution:
     target_value: float
     baseline_value: float | None = None
     completeness_gap: float | None = None
+    baseline: str = "pad"
+    steps: int | None = None
+
+    @property
+    def relative_gap(self) -> float | None:
+        """|completeness_gap| / |target - baseline| (None unless integrated gradients)."""
+        if self.completeness_gap is None or self.baseline_value is None:
+            return None
+        span = abs(self.target_value - self.baseline_value)
+        return abs(self.completeness_gap) / span if span > 0 else 0.0
 
 
 METHODS = ("integrated_gradients", "grad_x_input", "occlusion")
+BASELINES = ("pad", "zero")
 
 
 def _target_fn(model: Model, answer: str | int, wrong: str | int | None, pos: int
@@ -211,31 +227,79 @@ def _run_embeds(model: Model, tokens: torch.Tensor, embeds: torch.Tensor) -> tor
                                        fwd_hooks=[("hook_embed", swap)])
 
 
+def _embeddings(model: Model, tokens: torch.Tensor) -> torch.Tensor:
+    """Tensor[1, pos, d_model]: the value of ``hook_embed`` for `tokens` [1, pos] (whatever
+    scaling the architecture applies there, e.g. Gemma's sqrt(d_model))."""
+    with torch.no_grad():
+        _, cache = model.bridge.run_with_cache(tokens, names_filter=["hook_embed"])
+    return cache["hook_embed"].detach()
+
+
+def _baseline_embeds(model: Model, tokens: torch.Tensor, baseline: str) -> torch.Tensor:
+    """Tensor[1, pos, d_model] that a removed token's embedding becomes."""
+    if baseline == "zero":
+        return torch.zeros_like(_embeddings(model, tokens[:, :1])).expand(
+            1, tokens.shape[1], -1).clone()
+    tok = model.tokenizer
+    pad = next((i for i in (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id)
+                if i is not None), 0)
+    return _embeddings(model, torch.full_like(tokens, pad))
+
+
+def _integrated(model: Model, tokens: torch.Tensor, x: torch.Tensor, base: torch.Tensor,
+                keep: torch.Tensor, f: Callable, steps: int, chunk: int) -> torch.Tensor:
+    """Tensor[pos, d_model]: (x - base) * the Gauss-Legendre mean gradient on the straight path
+    base -> x (positions with keep = 1 held at x), `chunk` points per forward/backward."""
+    if steps == 1:  # gradient x input at x itself
+        alphas, weights = torch.ones(1), torch.ones(1)
+    else:
+        nodes, w = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
+        alphas, weights = torch.tensor((nodes + 1) / 2), torch.tensor(w / 2)
+    alphas = alphas.to(x.device, x.dtype)
+    weights = weights.to(x.device, x.dtype)
+    delta = (x - base) * (1 - keep)  # [1, pos, d_model]
+    total = torch.zeros_like(x[0])
+    for at in range(0, steps, chunk):
+        a = alphas[at:at + chunk, None, None]  # [chunk, 1, 1]
+        with torch.enable_grad():
+            embeds = (x - (1 - a) * delta).requires_grad_(True)  # [chunk, pos, d_model]
+            out = f(_run_embeds(model, tokens, embeds))  # [chunk]
+            (grad,) = torch.autograd.grad(out.sum(), embeds)
+        total += (grad * weights[at:at + chunk, None, None]).sum(0)
+    return delta[0] * total
+
+
 def input_attribution(model: Model, prompt: str | torch.Tensor, answer: str | int,
                       wrong: str | int | None = None, *, method: str = "integrated_gradients",
-                      steps: int = 32, pos: int = -1) -> TokenAttribution:
+                      steps: int | None = None, pos: int = -1, baseline: str = "pad",
+                      tol: float = 0.01, max_steps: int = 256, chunk: int = 16,
+                      prepend_bos: bool | None = None) -> TokenAttribution:
     """Attribute logit(answer) - logit(wrong) (or log p(answer) when `wrong` is None) at `pos`
     to each input token.
 
-    integrated_gradients: (x - 0) . mean gradient along the straight path from zeroed token
-    embeddings to the real ones (`steps` Gauss-Legendre points, one batched forward/backward);
-    the completeness gap is reported. grad_x_input: embedding . gradient. occlusion: target minus
-    the target with that token's embedding zeroed (all positions in one batched forward).
-    A leading BOS is never zeroed (it is where attention rests), so it scores 0."""
+    integrated_gradients: (x - b) . mean gradient along the straight path from the baseline
+    embeddings b to the real ones x, by Gauss-Legendre quadrature (`chunk` points per batched
+    forward/backward). `baseline` "pad" (default) puts the pad token's embedding (EOS's, when
+    there is no pad token) at every position: a real input the model has seen, so the path
+    stays where RMSNorm + rotary models work; "zero" zeroes the embeddings, which on RMSNorm
+    models leaves layer 0 a scale-free input and an unconverged integral. steps None: 16, then
+    doubled until the completeness gap is below `tol` x |target - baseline| (at most
+    `max_steps`); a warning says the gap when it is not. grad_x_input: embedding . gradient.
+    occlusion: target minus the target with that token's embedding replaced by the baseline
+    (all positions in one batched forward). A leading BOS (`Model.bos_mask`) is never replaced
+    (it is where attention rests), so it scores 0; a model without BOS has none to keep."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}. Use one of: {', '.join(METHODS)}.")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}.")
-    tokens = _single_prompt_tokens(model, prompt)
+    if baseline not in BASELINES:
+        raise ValueError(f"Unknown baseline {baseline!r}. Use one of: {', '.join(BASELINES)}.")
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1 (or None: adaptive), got {steps}.")
+    tokens = _single_prompt_tokens(model, prompt, prepend_bos)
     n = tokens.shape[1]
     name, f = _target_fn(model, answer, wrong, pos)
-    with torch.no_grad():
-        _, cache = model.bridge.run_with_cache(tokens, names_filter=["hook_embed"])
-    x = cache["hook_embed"].detach()  # [1, pos, d_model]
-    keep = torch.zeros(n, 1, device=x.device)  # 1 where the embedding is never zeroed
-    if model.tokenizer.bos_token_id is not None and int(tokens[0, 0]) == \
-            model.tokenizer.bos_token_id:
-        keep[0] = 1
+    x = _embeddings(model, tokens)  # [1, pos, d_model]
+    base = _baseline_embeds(model, tokens, baseline)
+    keep = model.bos_mask(tokens)[0].to(x.dtype)[:, None]  # [pos, 1]: 1 where never replaced
     str_tokens = model.to_str_tokens(tokens[0])
     with torch.no_grad():
         target = float(f(model.bridge(tokens))[0])
@@ -243,34 +307,38 @@ def input_attribution(model: Model, prompt: str | torch.Tensor, answer: str | in
     if method == "occlusion":
         rows = (1 - keep[:, 0]).nonzero()[:, 0]  # positions that can be occluded
         embeds = x.repeat(len(rows), 1, 1)  # [rows, pos, d_model]
-        embeds[torch.arange(len(rows)), rows] = 0
+        embeds[torch.arange(len(rows)), rows] = base[0, rows]
         with torch.no_grad():
             occluded = f(_run_embeds(model, tokens, embeds)).cpu() if len(rows) else None
         values = torch.zeros(n)
         if occluded is not None:
             values[rows.cpu()] = target - occluded
-        return TokenAttribution(str_tokens, values, method, name, target)
+        return TokenAttribution(str_tokens, values, method, name, target, baseline=baseline)
 
     if method == "grad_x_input":
-        alphas, weights = torch.ones(1), torch.ones(1)
-    else:
-        nodes, w = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
-        alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype)
-        weights = torch.tensor(w / 2, dtype=x.dtype)
-    alphas, weights = alphas.to(x.device), weights.to(x.device)
-    scale = keep + (1 - keep) * alphas[:, None, None]  # [steps, pos, 1]
-    with torch.enable_grad():
-        embeds = (x * scale).requires_grad_(True)  # [steps, pos, d_model]
-        out = f(_run_embeds(model, tokens, embeds))  # [steps]
-        (grad,) = torch.autograd.grad(out.sum(), embeds)
-    avg = (grad * weights[:, None, None]).sum(0)  # [pos, d_model]
-    values = ((x[0] * avg).sum(-1) * (1 - keep[:, 0])).float().cpu()  # [pos]
-    if method == "grad_x_input":
-        return TokenAttribution(str_tokens, values, method, name, target)
+        grad_x = _integrated(model, tokens, x, torch.zeros_like(x), keep, f, 1, 1)
+        values = (grad_x.sum(-1) * (1 - keep[:, 0])).float().cpu()
+        return TokenAttribution(str_tokens, values, method, name, target, baseline="zero",
+                                steps=1)
     with torch.no_grad():
-        base = float(f(_run_embeds(model, tokens, x * keep))[0])
-    gap = (target - base) - float(values.sum())
-    return TokenAttribution(str_tokens, values, method, name, target, base, gap)
+        base_value = float(f(_run_embeds(model, tokens, x * keep + base * (1 - keep)))[0])
+    span = target - base_value
+    n_steps = steps or 16
+    while True:
+        values = _integrated(model, tokens, x, base, keep, f, n_steps, chunk).sum(-1)
+        values = (values * (1 - keep[:, 0])).float().cpu()  # [pos]
+        gap = span - float(values.sum())
+        if steps is not None or abs(gap) <= tol * abs(span) or n_steps * 2 > max_steps:
+            break
+        n_steps *= 2
+    if abs(gap) > tol * abs(span):
+        warnings.warn(
+            f"Integrated gradients did not converge: completeness gap {gap:.3g} is "
+            f"{abs(gap) / max(abs(span), 1e-12):.1%} of target - baseline ({span:.3g}) at "
+            f"{n_steps} steps. Pass more steps (steps=None adapts up to max_steps="
+            f"{max_steps}; raise it), or baseline='pad' if you chose 'zero'.", stacklevel=2)
+    return TokenAttribution(str_tokens, values, method, name, target, base_value, gap,
+                            baseline=baseline, steps=n_steps)
 
 
 # ---- over a prompt set ----------------------------------------------------------------------

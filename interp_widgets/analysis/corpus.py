@@ -81,37 +81,40 @@ def _doc_ids(doc: Any, index: int) -> list[int] | str:
 class CorpusBatch:
     """`size` consecutive documents of a corpus, from index `start`; batch number `index`.
     `rows` holds (document index, BOS + token ids cut to the context) for the non-empty ones
-    (None when the batch was skipped); `n_truncated` counts the documents that were cut."""
+    (None when the batch was skipped); `n_truncated` counts the documents that were cut; `bos`:
+    whether each row starts with a BOS token (False on models trained without one)."""
 
     index: int
     start: int
     size: int
     rows: list[tuple[int, list[int]]] | None
     n_truncated: int = 0
+    bos: bool = True
 
 
 def iter_corpus(model: Model, corpus: Iterable[str | Sequence[int]], batch_size: int,
-                keep=None) -> Iterator[CorpusBatch]:
-    """The corpus in batches of `batch_size` documents, tokenized as rows of BOS + document, cut
-    to the model's context. Batches j with ``keep(j)`` false are passed over untokenized."""
+                keep=None, *, prepend_bos: bool | None = None) -> Iterator[CorpusBatch]:
+    """The corpus in batches of `batch_size` documents, tokenized as rows of BOS + document (no
+    BOS where `Model.bos_for(prepend_bos)` is None), cut to the model's context. Batches j with
+    ``keep(j)`` false are passed over untokenized."""
     if isinstance(corpus, (str, bytes)):
         raise TypeError("corpus must be an iterable of documents, not one string: wrap it in a "
                         "list ([text]).")
-    bos, n_ctx = model.tokenizer.bos_token_id, model.cfg.n_ctx
-    if bos is None:
-        raise ValueError("This model's tokenizer has no BOS token, which corpus scans put first "
-                         "in every row.")
+    bos, n_ctx = model.bos_for(prepend_bos), model.cfg.n_ctx
+    first = [] if bos is None else [bos]
     it, start = iter(corpus), 0
     for j in count():
         batch = list(islice(it, batch_size))
         if not batch:
             return
         if keep is not None and not keep(j):
-            yield CorpusBatch(j, start, len(batch), None)
+            yield CorpusBatch(j, start, len(batch), None, bos=bool(first))
         else:
             ids = _tokenize(model, batch, start)
-            rows = [(start + i, [bos] + d[: n_ctx - 1]) for i, d in enumerate(ids) if d]
-            yield CorpusBatch(j, start, len(batch), rows, sum(len(d) > n_ctx - 1 for d in ids))
+            room = n_ctx - len(first)
+            rows = [(start + i, first + d[:room]) for i, d in enumerate(ids) if d]
+            yield CorpusBatch(j, start, len(batch), rows, sum(len(d) > room for d in ids),
+                              bos=bool(first))
         start += len(batch)
 
 
@@ -163,7 +166,7 @@ def scan_neurons(model: Model, corpus: Iterable[str | Sequence[int]], layer: int
                  context: tuple[int, int] = (10, 4), samples_per_bucket: int = 5,
                  correlations: bool = True, grid: Any = None, shard: int = 0,
                  n_shards: int = 1, seed: int = 0, n_random: int = 200,
-                 progress: bool = True) -> Any:
+                 progress: bool = True, prepend_bos: bool | None = None) -> Any:
     """`iw.scan(model, iw.neurons(model, layer, hook), corpus, ...)`: every neuron of `layer`
     in one streaming pass, as a `UnitScan` (see `interp_widgets.units.scan` for the arguments).
     hook: the MLP activation to read ("mlp.hook_post" or "mlp.hook_pre")."""
@@ -173,4 +176,4 @@ def scan_neurons(model: Model, corpus: Iterable[str | Sequence[int]], layer: int
                 batch_size=32 if batch_size is None else batch_size, context=context,
                 samples_per_bucket=samples_per_bucket, n_random=n_random,
                 correlations=correlations, grid=grid, seed=seed, shard=shard,
-                n_shards=n_shards, progress=progress)
+                n_shards=n_shards, progress=progress, prepend_bos=prepend_bos)

@@ -228,8 +228,7 @@ def label_selectivity(model: Model, labelled: Sequence[tuple[str, str]], label: 
         chunk = labelled[start:start + batch_size]
         with quiet_truncation():
             run = model.run([d for d, _ in chunk], names=[hook])
-        keep = run.attention_mask.bool()
-        keep[:, 0] = False  # BOS
+        keep = run.attention_mask.bool() & ~model.bos_mask(run.tokens)
         acts = run.cache[hook].flatten(2)  # [batch, pos, d]
         for row, (_, lab) in enumerate(chunk):
             x = acts[row][keep[row]].double()  # [tokens, d]

@@ -31,17 +31,30 @@ class LogitLensResult:
     target_prob: torch.Tensor | None = None
 
 
-def residual_stack(model: Model, prompt: str | torch.Tensor) -> tuple[list[str], list[str],
-                                                                      torch.Tensor]:
+def residual_stack(model: Model, prompt: str | torch.Tensor, *, prepend_bos: bool | None = None
+                   ) -> tuple[list[str], list[str], torch.Tensor]:
     """(str_tokens, labels, resid Tensor[layer + 1, pos, d_model]): the residual stream before each
-    layer and after the last one, for one prompt."""
+    layer and after the last one, for one prompt (BOS first as `Model.bos_for(prepend_bos)`)."""
     L = model.cfg.n_layers
     names = [f"blocks.{i}.hook_resid_pre" for i in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
-    run = model.run(prompt, names=names)
+    run = model.run(prompt, names=names, prepend_bos=prepend_bos)
     if not run.single:
         raise ValueError("The logit lens takes one prompt, not a batch.")
     labels = [f"resid_pre {i}" for i in range(L)] + [f"resid_post {L - 1}"]
     return run.str_tokens, labels, torch.stack([run.cache[n][0] for n in names])
+
+
+def lens_logits(model: Model, resid: torch.Tensor) -> torch.Tensor:
+    """Logits [..., vocab] read from a residual stream [..., d_model] as the model reads its
+    last one: final norm, unembedding, and the final logit soft-cap where the model has one
+    (Gemma 2: ``cap * tanh(logits / cap)``, which the bridge's `unembed` leaves to the forward).
+    """
+    bridge = model.bridge
+    logits = bridge.unembed(bridge.ln_final(resid))
+    cap = getattr(model.cfg, "output_logits_soft_cap", None)
+    if cap is not None and cap > 0:
+        logits = cap * torch.tanh(logits / cap)
+    return logits
 
 
 def single_token_id(model: Model, token: str) -> int:
@@ -55,13 +68,13 @@ def single_token_id(model: Model, token: str) -> int:
 
 
 def logit_lens(model: Model, prompt: str | torch.Tensor, *, target: str | None = None,
-               k: int = 10) -> LogitLensResult:
-    """Apply the final LayerNorm and unembedding to the residual stream at every layer."""
+               k: int = 10, prepend_bos: bool | None = None) -> LogitLensResult:
+    """Apply the final LayerNorm and unembedding to the residual stream at every layer.
+    prepend_bos: None is the model's default (`Model.bos`)."""
     target_id = single_token_id(model, target) if target is not None else None
-    str_tokens, labels, resid = residual_stack(model, prompt)
-    bridge = model.bridge
+    str_tokens, labels, resid = residual_stack(model, prompt, prepend_bos=prepend_bos)
     with torch.no_grad():
-        probs = bridge.unembed(bridge.ln_final(resid)).float().softmax(-1)  # [layer, pos, vocab]
+        probs = lens_logits(model, resid).float().softmax(-1)  # [layer, pos, vocab]
     top = probs.topk(k, dim=-1)
     uniq = top.indices.unique().tolist()  # decode each distinct id once
     text = dict(zip(uniq, (model.tokenizer.decode([i]) for i in uniq)))

@@ -78,9 +78,9 @@ def neuron_activations(model: Model, prompt: str | Sequence[str], layer: int, ne
 def corpus_activations(model: Model, corpus, layer: int, neuron: int, *,
                        hook: str = "mlp.hook_post",
                        batch_size: int = 32) -> list[tuple[int, list[int], torch.Tensor]]:
-    """For each non-empty document: (its index, token ids with BOS first, acts Tensor[pos]).
-    Documents are rows as in `scan_neurons`. Memory grows with the corpus; for large corpora use
-    `scan_neurons`."""
+    """For each non-empty document: (its index, token ids with the model's BOS first, if it has
+    one, acts Tensor[pos]). Documents are rows as in `scan_neurons`. Memory grows with the
+    corpus; for large corpora use `scan_neurons`."""
     name, n = _neuron(model, layer, neuron, hook)
     out = []
     for batch in iter_corpus(model, corpus, batch_size):
@@ -118,8 +118,7 @@ def final_ln_scale(model: Model, prompts: str | Sequence[str]) -> float:
     """Mean scale (the std the final LayerNorm divides by) over the prompts' non-BOS tokens."""
     run = model.run(prompts, names=["ln_final.hook_scale"])
     scale = run.cache["ln_final.hook_scale"][..., 0]  # [batch, pos]
-    mask = run.attention_mask.bool().clone()
-    mask[:, 0] = False
+    mask = run.attention_mask.bool() & ~model.bos_mask(run.tokens)
     if not mask.any():
         raise ValueError("The prompts have no tokens after BOS to measure the LayerNorm scale on.")
     return float(scale[mask].float().mean())
@@ -197,13 +196,19 @@ def find_neurons(model: Model, token: str, *, against: str | None = None,
 
 @dataclass
 class InputAttribution:
-    """What the neuron's pre-activation at `pos` is made of.
+    """What one of the neuron's pre-activations at `pos` is made of.
 
-    labels / contributions (Tensor[component]): the embeddings, each attention head, each earlier
-    MLP, the summed output biases and the neuron's own input bias ``b_in``, each read through the
-    MLP's LayerNorm (its scale taken from the cache); they sum to `pre_activation`.
+    hook: the pre-activation decomposed (``blocks.{layer}.mlp.hook_pre`` or ``hook_pre_linear``);
+    kind: what it is (see `pre_activations`). labels / contributions (Tensor[component]): the
+    embeddings, each attention head, each earlier MLP, the summed attention output biases and the
+    pre-activation's own bias (``b_in``, or ``b_gate``, when the model has one), each read
+    through the MLP's input norm (its scale taken from the run) and the pre-activation's weight
+    column; they sum to `pre_activation`. With parallel attention and MLP (GPT-NeoX/Pythia) the
+    MLP reads the stream before its layer's attention, so that layer's heads are not parts. On
+    models with a norm after attention (Gemma 2/3) each head's part passes through that norm's
+    per-token scale, so the parts still sum exactly.
     grad_x_input: Tensor[pos], gradient of the pre-activation with respect to the residual stream
-    entering layer 0 (token + position embedding), times that input, summed over d_model."""
+    entering layer 0, times that input, summed over d_model."""
 
     str_tokens: list[str]
     pos: int
@@ -211,6 +216,8 @@ class InputAttribution:
     contributions: torch.Tensor
     pre_activation: float
     grad_x_input: torch.Tensor
+    hook: str = ""
+    kind: str = ""
 
     @property
     def total(self) -> float:
@@ -222,23 +229,98 @@ class InputAttribution:
         return df.reindex(df["contribution"].abs().sort_values(ascending=False).index)
 
 
-def neuron_input_attribution(model: Model, prompt: str, layer: int, neuron: int,
-                             pos: int = -1) -> InputAttribution:
-    """Split the neuron's pre-activation at `pos` (negative counts from the end) into the
-    contributions of the embeddings, attention heads and earlier MLPs, with TransformerLens's
-    `ActivationCache.get_full_resid_decomposition`; plus gradient x input per token."""
-    from transformer_lens import ActivationCache
+def is_gated(model: Model) -> bool:
+    """Whether the model's MLPs are gated (Llama, Mistral, Qwen2, Gemma, Phi-3): a neuron's
+    output ``mlp.hook_post`` is act(gate) * up."""
+    return bool(getattr(model.cfg, "gated_mlp", False))
 
+
+def pre_activations(model: Model) -> dict[str, str]:
+    """{MLP hook: what it is} for the pre-activations a neuron of this model has.
+
+    GPT-2-style MLP: ``mlp.hook_pre`` = x @ W_in + b_in, and hook_post = act(hook_pre).
+    Gated MLP: ``mlp.hook_pre`` = x @ W_gate (+ b_gate), the gate pre-activation, and
+    ``mlp.hook_pre_linear`` = x @ W_in (+ b_in), the up (linear) pre-activation;
+    hook_post = act(hook_pre) * hook_pre_linear. x is the MLP's input after its norm."""
+    if is_gated(model):
+        return {"mlp.hook_pre": "gate pre-activation (x @ W_gate)",
+                "mlp.hook_pre_linear": "up (linear) pre-activation (x @ W_in)"}
+    return {"mlp.hook_pre": "pre-activation (x @ W_in + b_in)"}
+
+
+def _pre_weights(model: Model, layer: int, pre: str) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                              str]:
+    """(weight [d_model, d_mlp], bias [d_mlp] or None, bias label) behind MLP hook `pre`."""
+    mlp = model.bridge.blocks[layer].mlp
+    if pre == "mlp.hook_pre" and is_gated(model):
+        return mlp.W_gate, getattr(mlp, "b_gate", None), "b_gate"
+    return mlp.W_in, getattr(mlp, "b_in", None), "b_in"
+
+
+def _written_parts(model: Model, cache: dict[str, torch.Tensor], layer: int, pos: int,
+                   with_attn: bool) -> tuple[list[str], list[torch.Tensor]]:
+    """(labels, vectors [d_model]) of everything written to the residual stream at `pos` of row
+    0 before the MLP of `layer` (with its attention when `with_attn`), summing to that stream:
+    the embeddings, each head of each layer, the attention output biases (one "bias" part) and
+    each earlier MLP. On models with a norm after attention the heads and the bias are scaled
+    by that norm's per-element factor (attn_out / pre-norm sum), which keeps them summing to what
+    the layer wrote."""
+    bridge, fired = model.bridge, model.fired_hooks()
+    resid0 = cache["blocks.0.hook_resid_pre"][0, pos]
+    labels, parts = ["embed"], [resid0]
+    if "hook_pos_embed" in fired:
+        pe = cache["hook_pos_embed"][0, pos] if cache["hook_pos_embed"].ndim == 3 else \
+            cache["hook_pos_embed"][pos]
+        parts = [resid0 - pe, pe]
+        labels.append("pos_embed")
+    bias = torch.zeros_like(resid0)
+    head_labels, head_parts, mlp_labels, mlp_parts = [], [], [], []
+    for i in range(layer + int(with_attn)):
+        attn = bridge.blocks[i].attn
+        z = cache[f"blocks.{i}.attn.hook_z"][0, pos]  # [head, d_head]
+        heads = torch.einsum("hd,hdm->hm", z, attn.W_O)  # [head, d_model]
+        b_o = attn.b_O if getattr(attn, "b_O", None) is not None else torch.zeros_like(resid0)
+        if f"blocks.{i}.ln1_post.hook_scale" in fired:  # a norm after attention (Gemma)
+            x = heads.sum(0) + b_o
+            out = cache[f"blocks.{i}.hook_attn_out"][0, pos]
+            factor = torch.where(x == 0, torch.zeros_like(x), out / x)
+            heads, b_o = heads * factor, b_o * factor
+        head_labels += [f"L{i}H{h}" for h in range(heads.shape[0])]
+        head_parts += list(heads)
+        bias = bias + b_o
+        if i < layer:
+            mlp_labels.append(f"{i}_mlp_out")
+            mlp_parts.append(cache[f"blocks.{i}.hook_mlp_out"][0, pos])
+    return labels + head_labels + mlp_labels + ["bias"], parts + head_parts + mlp_parts + [bias]
+
+
+def neuron_input_attribution(model: Model, prompt: str, layer: int, neuron: int,
+                             pos: int = -1, *, pre: str = "mlp.hook_pre",
+                             prepend_bos: bool | None = None) -> InputAttribution:
+    """Split one pre-activation of the neuron at `pos` (negative counts from the end) into the
+    contributions of the embeddings, attention heads and earlier MLPs (see `InputAttribution`),
+    plus gradient x input per token.
+
+    pre: which pre-activation (`pre_activations` lists them): ``"mlp.hook_pre"`` (the gate's on
+    a gated MLP, x @ W_gate) or, on a gated MLP, ``"mlp.hook_pre_linear"`` (the up projection,
+    x @ W_in). Written here rather than with TransformerLens's `get_full_resid_decomposition`,
+    which decomposes with W_in whatever the MLP, asks for ``hook_pos_embed`` on rotary models
+    (where it never fires) and ignores norms after attention."""
     check_layer(model, layer)
     n = check_neuron(neuron, d_mlp(model))
-    pre = mlp_hook(model, layer, "mlp.hook_pre")
-    valid = set(model.hook_names())
-    names = [h for h in ("hook_embed", "hook_pos_embed") if h in valid]
-    # TransformerLens stacks head results of every layer, so every layer's z is cached
-    names += [f"blocks.{i}.attn.hook_z" for i in range(model.cfg.n_layers)]
-    names += [f"blocks.{i}.hook_mlp_out" for i in range(layer)]
-    names += [f"blocks.{layer}.ln2.hook_scale", pre]
-    run = model.run(prompt, names=names)
+    kinds = pre_activations(model)
+    short = pre.removeprefix(f"blocks.{layer}.")
+    short = short if short.startswith("mlp.") else f"mlp.{short}"
+    if short not in kinds:
+        raise ValueError(f"pre={pre!r} is not a pre-activation of this model's neurons; use one "
+                         f"of {', '.join(repr(k) for k in kinds)} ({'; '.join(kinds.values())}).")
+    name = f"blocks.{layer}.{short}"
+    L = model.cfg.n_layers
+    names = ["blocks.0.hook_resid_pre", f"blocks.{layer}.ln2.hook_scale", name]
+    names += ["hook_pos_embed"] if "hook_pos_embed" in model.fired_hooks() else []
+    names += [f"blocks.{i}.{h}" for i in range(min(layer + 1, L))
+              for h in ("attn.hook_z", "hook_attn_out", "hook_mlp_out")]
+    run = model.run(prompt, names=list(dict.fromkeys(names)), prepend_bos=prepend_bos)
     if not run.single:
         raise ValueError("neuron_input_attribution takes one prompt, not a list.")
     length = run.tokens.shape[1]
@@ -246,17 +328,21 @@ def neuron_input_attribution(model: Model, prompt: str, layer: int, neuron: int,
         raise IndexError(f"pos {pos} is out of range for a prompt of {length} tokens "
                          f"(use -{length} .. {length - 1}).")
     pos %= length
-    cache = ActivationCache(dict(run.cache), model.bridge)
+    parallel = bool(getattr(model.cfg, "parallel_attn_mlp", False))  # GPT-NeoX / Pythia, GPT-J
+    labels, vecs = _written_parts(model, run.cache, layer, pos, with_attn=not parallel)
+    weight, bias, bias_label = _pre_weights(model, layer, short)
     with torch.no_grad():
-        resid, labels = cache.get_full_resid_decomposition(
-            layer, mlp_input=True, apply_ln=True, pos_slice=pos, expand_neurons=False,
-            return_labels=True)  # [component, batch, d_model]
-        mlp = model.bridge.blocks[layer].mlp
-        parts = resid[:, 0] @ mlp.W_in[:, n]  # [component]
-        parts = torch.cat([parts, mlp.b_in[n].reshape(1)]).float().cpu()
-    return InputAttribution(run.str_tokens, pos, list(labels) + ["b_in"], parts,
-                            float(run.cache[pre][0, pos, n]), _grad_x_input(model, run, pre, n,
-                                                                              pos))
+        resid = torch.stack(vecs)  # [component, d_model]
+        if str(model.cfg.normalization_type).startswith("LN"):
+            resid = resid - resid.mean(-1, keepdim=True)  # LayerNorm centres (linear per part)
+        resid = resid / run.cache[f"blocks.{layer}.ln2.hook_scale"][0, pos]
+        parts = (resid @ weight[:, n]).float().cpu()  # [component]
+        if bias is not None:
+            parts = torch.cat([parts, bias[n].reshape(1).float().cpu()])
+            labels = labels + [bias_label]
+    return InputAttribution(run.str_tokens, pos, labels, parts,
+                            float(run.cache[name][0, pos, n]),
+                            _grad_x_input(model, run, name, n, pos), name, kinds[short])
 
 
 def _grad_x_input(model: Model, run: Run, pre: str, neuron: int, pos: int) -> torch.Tensor:
@@ -345,7 +431,8 @@ def neuron_selectivity(model: Model, corpus, layer: int, neuron: int, *,
         else:
             sel = torch.zeros(len(ids), dtype=torch.bool)
             sel[:-1] = ids[1:] == t
-        sel, acts = sel[1:], acts[1:]  # drop BOS
+        skip = int(model.starts_with_bos(ids))
+        sel, acts = sel[skip:], acts[skip:]  # drop BOS
         acts_in.append(acts[sel])
         acts_out.append(acts[~sel])
     a, b = torch.cat(acts_in).double(), torch.cat(acts_out).double()
@@ -420,7 +507,7 @@ def _replacement(mode: str, neuron: int, layer: int, hook: str, model: Model, co
         weights, values = torch.tensor(pool, dtype=torch.float64).T
     elif corpus is not None:
         docs = corpus_activations(model, corpus, layer, neuron, hook=hook)
-        values = torch.cat([a[1:] for _, _, a in docs])  # every non-BOS position
+        values = torch.cat([a[int(model.starts_with_bos(r)):] for _, r, a in docs])  # no BOS
         if values.numel() == 0:
             raise ValueError("The corpus has no tokens to take ablation statistics from.")
         if mode == "mean":

@@ -148,10 +148,12 @@ class PatchOutcome:
     top: list[tuple[str, float]]
 
 
-def pair_tokens(model: Model, clean: Inputs, corrupt: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """(clean, corrupt) LongTensor[batch, pos] of one shape; errors show both tokenizations."""
-    c_tok, c_mask, _ = model._tokenize(clean, prepend_bos=True)
-    k_tok, k_mask, _ = model._tokenize(corrupt, prepend_bos=True)
+def pair_tokens(model: Model, clean: Inputs, corrupt: Inputs, *,
+                prepend_bos: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean, corrupt) LongTensor[batch, pos] of one shape; errors show both tokenizations.
+    prepend_bos: None puts the model's BOS first (`Model.bos`: none on Qwen2-style models)."""
+    c_tok, c_mask, _ = model._tokenize(clean, prepend_bos=prepend_bos)
+    k_tok, k_mask, _ = model._tokenize(corrupt, prepend_bos=prepend_bos)
     for what, mask in (("clean", c_mask), ("corrupt", k_mask)):
         if (mask == 0).any():
             lengths = mask.sum(1).tolist()
@@ -189,12 +191,14 @@ class Patcher:
 
     clean, corrupt: strings, lists of strings or token ids of equal token length.
     metric: logits [batch, pos, vocab] -> scalar (see `metrics`); `max_rows`: patched runs per
-    batched forward (default: as many as fit `LOGIT_BUDGET`)."""
+    batched forward (default: as many as fit `LOGIT_BUDGET`); `prepend_bos`: see `pair_tokens`."""
 
     def __init__(self, model: Model, clean: Inputs, corrupt: Inputs,
-                 metric: Callable[[torch.Tensor], Any], *, max_rows: int | None = None):
+                 metric: Callable[[torch.Tensor], Any], *, max_rows: int | None = None,
+                 prepend_bos: bool | None = None):
         self.model = model
-        self.clean_tokens, self.corrupt_tokens = pair_tokens(model, clean, corrupt)
+        self.clean_tokens, self.corrupt_tokens = pair_tokens(model, clean, corrupt,
+                                                             prepend_bos=prepend_bos)
         self.metric = as_metric(metric, model)
         self.metric_name = metric_name(metric)
         self.batch, self.n_pos = self.clean_tokens.shape
@@ -509,7 +513,8 @@ def _interpolate_hook(clean: torch.Tensor, rows: torch.Tensor, weight: torch.Ten
 def activation_patching(model: Model, clean: Inputs, corrupt: Inputs,
                         metric: Callable[[torch.Tensor], Any], *, component: str = "resid_pre",
                         positions: str = "each", normalize: bool = True,
-                        max_rows: int | None = None) -> PatchResult:
+                        max_rows: int | None = None,
+                        prepend_bos: bool | None = None) -> PatchResult:
     """Patch each cell of `component` from the clean run into the corrupted run; read `metric`.
 
     Returns a `PatchResult` of shape [layer, pos] (resid_pre / attn_out / mlp_out), [layer, pos,
@@ -517,18 +522,21 @@ def activation_patching(model: Model, clean: Inputs, corrupt: Inputs,
     ``positions="each"``; ``"all"`` patches every position at once: [layer] or [layer, head].
     `normalize=False` gives the raw metric, equal to TransformerLens's `get_act_patch_*`."""
     result_dims(component, positions)
-    return Patcher(model, clean, corrupt, metric, max_rows=max_rows).sweep(
+    return Patcher(model, clean, corrupt, metric, max_rows=max_rows,
+                   prepend_bos=prepend_bos).sweep(
         component, positions, normalize=normalize)
 
 
 def attribution_patching(model: Model, clean: Inputs, corrupt: Inputs,
                          metric: Callable[[torch.Tensor], Any], *, component: str = "resid_pre",
-                         positions: str = "each", normalize: bool = True) -> PatchResult:
+                         positions: str = "each", normalize: bool = True,
+                         prepend_bos: bool | None = None) -> PatchResult:
     """The gradient estimate of `activation_patching` (same arguments and result layout).
 
     Compare with the exact sweep through ``estimate.correlation(exact)``."""
     result_dims(component, positions)
-    return Patcher(model, clean, corrupt, metric).attribution(component, positions,
+    return Patcher(model, clean, corrupt, metric, prepend_bos=prepend_bos).attribution(
+        component, positions,
                                                               normalize=normalize)
 
 

@@ -529,9 +529,10 @@ def token_activations(model: Any, docs: Sequence[str], hooks: Sequence[str], *,
         batch = list(docs[start:start + batch_size])
         with quiet_truncation():
             run = model.run(batch, names=list(hooks))
-        keep = run.attention_mask.bool().cpu()
+        keep = run.attention_mask.bool()
         if skip_bos:
-            keep[:, 0] = False
+            keep &= ~model.bos_mask(run.tokens)
+        keep = keep.cpu()
         b, p = keep.nonzero(as_tuple=True)
         for h in hooks:
             acts[h].append(run.cache[h].detach().float().cpu()[keep].flatten(1))

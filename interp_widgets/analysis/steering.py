@@ -46,11 +46,12 @@ class SteeringVector:
                 f"shape {tuple(self.vector.shape)}, norm {float(self.vector.norm()):.3g})")
 
 
-def _resid(model: Model, prompts: str | Sequence[str], layer: int, hook: str
-           ) -> tuple[torch.Tensor, list[int]]:
+def _resid(model: Model, prompts: str | Sequence[str], layer: int, hook: str,
+           prepend_bos: bool | None = None) -> tuple[torch.Tensor, list[int]]:
     """(Tensor[batch, pos, d_model] at blocks.{layer}.{hook}, real lengths)."""
     name = f"blocks.{check_layer(model, layer)}.{hook}"
-    run = model.run(prompts if not isinstance(prompts, str) else [prompts], names=[name])
+    run = model.run(prompts if not isinstance(prompts, str) else [prompts], names=[name],
+                    prepend_bos=prepend_bos)
     return run.cache[name], run.lengths
 
 
@@ -63,8 +64,8 @@ def _check_hook(hook: str) -> str:
 
 
 def steering_vector(model: Model, positive: str | Sequence[str], negative: str | Sequence[str],
-                    layer: int, *, method: str = "actadd", hook: str = "hook_resid_pre"
-                    ) -> SteeringVector:
+                    layer: int, *, method: str = "actadd", hook: str = "hook_resid_pre",
+                    prepend_bos: bool | None = None) -> SteeringVector:
     """A steering vector at ``blocks.{layer}.{hook}``.
 
     method "actadd": `positive` and `negative` are one prompt each (e.g. "Love", "Hate"); the
@@ -80,8 +81,8 @@ def steering_vector(model: Model, positive: str | Sequence[str], negative: str |
         if not (isinstance(positive, str) and isinstance(negative, str)):
             raise ValueError("actadd takes one positive and one negative prompt (two strings); "
                              "for lists of pairs use method='mean_diff'.")
-        pos_ids = model.to_tokens(positive)[0].tolist()
-        neg_ids = model.to_tokens(negative)[0].tolist()
+        pos_ids = model.to_tokens(positive, prepend_bos=prepend_bos)[0].tolist()
+        neg_ids = model.to_tokens(negative, prepend_bos=prepend_bos)[0].tolist()
         pad = _space_id(model)
         n = max(len(pos_ids), len(neg_ids))
         pos_ids += [pad] * (n - len(pos_ids))
@@ -96,7 +97,7 @@ def steering_vector(model: Model, positive: str | Sequence[str], negative: str |
     if len(pos_list) != len(neg_list):
         raise ValueError(f"mean_diff takes paired prompts: got {len(pos_list)} positive and "
                          f"{len(neg_list)} negative.")
-    acts, lengths = _resid(model, pos_list + neg_list, layer, hook)
+    acts, lengths = _resid(model, pos_list + neg_list, layer, hook, prepend_bos)
     last = acts[torch.arange(len(lengths)), torch.tensor(lengths) - 1]  # [2 * pairs, d_model]
     k = len(pos_list)
     vec = last[:k].mean(0) - last[k:].mean(0)
@@ -227,14 +228,15 @@ def steered_logits(model: Model, tokens: torch.Tensor, steer: Steer | None) -> t
 
 
 def steering_effect(model: Model, prompts: str | Sequence[str], metric: Any,
-                    steer: Steer | None = None) -> torch.Tensor:
+                    steer: Steer | None = None, *,
+                    prepend_bos: bool | None = None) -> torch.Tensor:
     """Tensor[batch]: `metric` (e.g. `logit_diff(" an", " a")`) of the next-token logits after
     each prompt's last token, with `steer` applied; prompts of any lengths, one padded pass."""
     from .metrics import Metric, as_metric
 
     metric = as_metric(metric, model)
     tokens, mask, _ = model._tokenize(prompts if not isinstance(prompts, str) else [prompts],
-                                      prepend_bos=True)
+                                      prepend_bos=prepend_bos)
     kwargs = {"attention_mask": mask} if bool((mask == 0).any()) else {}
     hooks = _steer_hooks(_edits(model, steer), [0])
     with torch.no_grad():
@@ -279,7 +281,7 @@ class Generation:
 def generate(model: Model, prompt: str | torch.Tensor, *, steer: Steer | None = None,
              max_new_tokens: int = 20, seed: int = 0, temperature: float = 1.0,
              top_k: int | None = None, use_cache: bool = True,
-             stop_at_eos: bool = False) -> Generation:
+             stop_at_eos: bool = False, prepend_bos: bool | None = None) -> Generation:
     """Sample `max_new_tokens` after `prompt` with `steer` = [(vector, layer, coeff), ...] added
     to the residual stream (a `SteeringVector` brings its hook; a bare Tensor[d_model] goes to
     ``hook_resid_pre``). `temperature` 0 is greedy. The same `seed` gives the same draws, so a
@@ -287,7 +289,7 @@ def generate(model: Model, prompt: str | torch.Tensor, *, steer: Steer | None = 
     recomputes the whole sequence each step (slow; the same tokens)."""
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}.")
-    tokens, _, _ = model._tokenize(prompt, prepend_bos=True)
+    tokens, _, _ = model._tokenize(prompt, prepend_bos=prepend_bos)
     if tokens.shape[0] != 1:
         raise ValueError("generate takes one prompt, not a batch.")
     offset = [0]
@@ -410,6 +412,7 @@ class PerturbationFlow:
     |resid(full) - resid(edited)| at each shared token (NaN at removed tokens); norm: |resid(full)|
     there. kl: Tensor[pos], KL(full || edited) of the next-token distributions (NaN at removed).
     top_before / top_after: top-5 next tokens after the last token, [(token, prob)].
+    kept_positions: whether the edited text kept the full text's positions (`keep_positions`).
     """
 
     str_tokens: list[str]
@@ -421,6 +424,7 @@ class PerturbationFlow:
     kl: torch.Tensor
     top_before: list[tuple[str, float]]
     top_after: list[tuple[str, float]]
+    kept_positions: bool = True
 
     @property
     def relative(self) -> torch.Tensor:
@@ -428,15 +432,26 @@ class PerturbationFlow:
         return self.diff / self.norm.clamp_min(1e-12)
 
 
+def keeps_positions(model: Model) -> bool:
+    """`perturbation_flow`'s default: keep the full text's positions only where positions are
+    learned absolute embeddings (``cfg.positional_embedding_type == "standard"``)."""
+    return str(getattr(model.cfg, "positional_embedding_type", "standard")) == "standard"
+
+
 def perturbation_flow(model: Model, text: str, remove: str, *,
-                      keep_positions: bool = True) -> PerturbationFlow:
+                      keep_positions: bool | None = None,
+                      prepend_bos: bool | None = None) -> PerturbationFlow:
     """Remove the first occurrence of `remove` (a sentence or any substring) from `text`, align
     the tokens the two versions share (common prefix and suffix), and measure the change in the
     residual stream at every layer and shared position, and in the next-token predictions.
 
     keep_positions: the edited text's tokens keep the positions they had in the full text
     (``position_ids``), so with learned absolute positions the difference measures the removed
-    information rather than the shift of everything after the cut; False runs it as written."""
+    information rather than the shift of everything after the cut; False runs it as written.
+    None (default) chooses from the model's positional scheme (`keeps_positions`): True for
+    learned absolute positions (GPT-2), False for rotary ones (Llama, Qwen, Gemma, Pythia),
+    which see only relative distances, so renumbering the tokens after the cut would leave a
+    gap the model never saw in training."""
     if not remove:
         raise ValueError("remove is empty: give the sentence or substring to take out.")
     at = text.find(remove)
@@ -449,7 +464,10 @@ def perturbation_flow(model: Model, text: str, remove: str, *,
     edited = head + tail
     if not edited.strip():
         raise ValueError("Removing that leaves no text: remove a smaller part.")
-    a_tok, b_tok = model.to_tokens(text), model.to_tokens(edited)  # [1, pos]
+    if keep_positions is None:
+        keep_positions = keeps_positions(model)
+    a_tok = model.to_tokens(text, prepend_bos=prepend_bos)  # [1, pos]
+    b_tok = model.to_tokens(edited, prepend_bos=prepend_bos)
     pairs = _align_cut(a_tok[0].tolist(), b_tok[0].tolist())
     ia = torch.tensor([p[0] for p in pairs])
     ib = torch.tensor([p[1] for p in pairs])
@@ -474,7 +492,7 @@ def perturbation_flow(model: Model, text: str, remove: str, *,
         removed[i] = False
     return PerturbationFlow(model.to_str_tokens(a_tok[0]), model.to_str_tokens(b_tok[0]),
                             removed, labels, diff, norm, kl, _top(model, la[-1]),
-                            _top(model, lb[-1]))
+                            _top(model, lb[-1]), bool(keep_positions))
 
 
 def _resid_and_logits(model: Model, tokens: torch.Tensor, position_ids: torch.Tensor | None

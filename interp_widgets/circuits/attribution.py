@@ -79,8 +79,6 @@ def attribution_graph(model: Model, transcoders: Transcoders, prompt: str | torc
 
     t0 = time.perf_counter()
     transcoders.check_model(model)
-    if prepend_bos is None:
-        prepend_bos = bool(getattr(model.cfg, "default_prepend_bos", True))
     tokens = model.to_tokens(prompt, prepend_bos=prepend_bos)[0] if isinstance(prompt, str) \
         else torch.as_tensor(prompt).reshape(-1)
     if len(tokens) == 0:

@@ -45,7 +45,7 @@ def _acts(model: Model, docs: Sequence[str], hook: str, skip_bos: bool) -> torch
         run = model.run(list(docs), names=[hook])
     keep = run.attention_mask.bool()
     if skip_bos:
-        keep[:, 0] = False
+        keep &= ~model.bos_mask(run.tokens)
     acts = run.cache[hook]  # [batch, pos, ...]
     return acts[keep].flatten(1)  # [n_tokens, d]
 

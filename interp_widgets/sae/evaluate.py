@@ -124,7 +124,7 @@ def evaluate_sae(model: Model, sae: Any, corpus: Iterable[str], *, batch_size: i
             zero = _zero_ablated(model, chunk, hook, skip_bos)
         keep = clean.attention_mask.bool()
         if skip_bos:
-            keep[:, 0] = False
+            keep &= ~model.bos_mask(clean.tokens)
         x = clean.cache[hook][keep].flatten(1).float()  # [n, d_in]
         with torch.no_grad():
             codes = sae.encode(x)

@@ -195,7 +195,7 @@ def spliced(model: Model, saes: SAE | Sequence[SAE], *, use_error_term: bool = F
 def run_with_saes(model: Model, inputs: Inputs, saes: SAE | Sequence[SAE], *,
                   names: str | Sequence[str] | None = None, use_error_term: bool = False,
                   edits: Sequence[FeatureEdit] = (), skip_bos: bool = False,
-                  prepend_bos: bool = True) -> Run:
+                  prepend_bos: bool | None = None) -> Run:
     """`model.run` with SAEs spliced in; `names` may also hold SAE hooks such as
     ``f"{sae.hook_name}.hook_sae_acts_post"`` (Tensor[batch, pos, d_sae]), cached as given."""
     saes = [saes] if hasattr(saes, "encode") else list(saes)

@@ -492,11 +492,13 @@ class UnitScan:
     # ---- one batch ----
 
     def _add_batch(self, tokens: torch.Tensor, mask: torch.Tensor, acts: torch.Tensor,
-                   docs: torch.Tensor) -> None:
+                   docs: torch.Tensor, bos: bool = True) -> None:
         """Fold one batch in. tokens, mask: [batch, pos]; acts: [batch, pos, unit] float32;
-        docs: [batch] corpus index of each row. Position 0 (BOS) and padding are left out."""
+        docs: [batch] corpus index of each row. Position 0 (a BOS, when `bos`) and padding are
+        left out."""
         valid = mask.bool().clone()
-        valid[:, 0] = False  # BOS
+        if bos:
+            valid[:, 0] = False  # BOS
         n_valid = int(valid.sum())
         if n_valid == 0:
             return
@@ -648,13 +650,15 @@ def scan(model: Any, basis: Any, corpus: Iterable[str | Sequence[int]], *, k: in
          seed: int = 0, density_rel: float = 0.1, shard: int = 0, n_shards: int = 1,
          checkpoint: str | Path | None = None, checkpoint_every: int = 10,
          cluster: str | None = None, n_workers: int | None = None,
-         progress: bool = True) -> UnitScan:
+         progress: bool = True, prepend_bos: bool | None = None) -> UnitScan:
     """Scan every unit of `basis` over `corpus` in one streaming pass (see the module docstring).
 
     basis: `iw.neurons(model, layer)`, an SAE, a LinearDictionary, `iw.TranscoderBasis(tcs, l)`,
         `iw.ProbeBasis(...)` or any `Basis`.
     corpus: an iterable of strings or token-id lists; each document is its own row (BOS, then the
-        document, cut to the model's context). Empty documents are skipped and counted.
+        document, cut to the model's context; no BOS on a model without one, `Model.bos`, or
+        with prepend_bos=False). Empty documents are skipped and counted; a BOS is never a
+        scanned position.
     k: top (and bottom) examples kept per unit. batch_size: documents per forward pass.
     context: (tokens before, tokens after) kept around each example.
     samples_per_bucket: sampled positions kept per activation bucket (see `Grid`).
@@ -674,6 +678,9 @@ def scan(model: Any, basis: Any, corpus: Iterable[str | Sequence[int]], *, k: in
     if cluster is not None:
         from .distributed import scan_on_cluster
 
+        if prepend_bos is not None:
+            raise ValueError("prepend_bos is not passed to Ray workers: leave it None (each "
+                             "worker uses the model's own, Model.bos) or scan without cluster=.")
         return scan_on_cluster(model, basis, corpus, cluster=cluster, n_workers=n_workers,
                                k=k, batch_size=batch_size, context=context,
                                samples_per_bucket=samples_per_bucket, n_random=n_random,
@@ -702,6 +709,7 @@ def scan(model: Any, basis: Any, corpus: Iterable[str | Sequence[int]], *, k: in
         "shards": [shard], "n_shards": n_shards,
         "n_docs": 0, "n_empty": 0, "n_tokens": 0, "n_truncated": 0, "corpus_docs": 0,
         "corpus_hash": "", "next_batch": 0, "partial": False, "vocab": {},
+        "prepend_bos": prepend_bos,
     }
     ckpt = None
     if checkpoint is not None:
@@ -725,7 +733,8 @@ def _run(model: Any, basis: Basis, corpus: Iterable, result: UnitScan, ckpt: Any
     hashed = _HashedCorpus(corpus)
     with _scan_progress(meta, corpus, f"scan {basis.kind} at {basis.hook}", progress) as bar:
         for batch in iter_corpus(model, hashed, meta["batch_size"],
-                                 keep=lambda j: j >= start and j % n_shards == shard):
+                                 keep=lambda j: j >= start and j % n_shards == shard,
+                                 prepend_bos=meta.get("prepend_bos")):
             link = hashed.chain()
             if batch.index < start:
                 if batch.index == start - 1 and link != resumed:
@@ -748,7 +757,7 @@ def _run(model: Any, basis: Basis, corpus: Iterable, result: UnitScan, ckpt: Any
             with _defer_interrupt():
                 if batch.rows is not None:
                     if batch.rows:
-                        result._add_batch(tokens.cpu(), mask.cpu(), units, docs)
+                        result._add_batch(tokens.cpu(), mask.cpu(), units, docs, batch.bos)
                         del units  # before the next forward, so two batches never coexist
                     meta["n_docs"] += batch.size
                     meta["n_empty"] += batch.size - len(batch.rows)

@@ -41,7 +41,7 @@ class AttributionView(BaseWidget):
     can_rerun = t.Bool(False).tag(sync=True)
 
     def __init__(self, model: Any, prompt: str, answer: str, wrong: str, *,
-                 steps: int = 32) -> None:
+                 steps: int | None = None) -> None:
         self._model, self._steps = model, steps
         super().__init__(can_rerun=True)
         self._compute(prompt, answer, wrong)

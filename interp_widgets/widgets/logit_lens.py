@@ -29,11 +29,12 @@ class LogitLens(PromptWidget):
     colour_by = t.Enum(["top1", "target"], "top1").tag(sync=True)
 
     def __init__(self, model: Any, prompt: str | torch.Tensor, *, target: str | None = None,
-                 k: int = 10) -> None:
-        self._k = k
+                 k: int = 10, prepend_bos: bool | None = None) -> None:
+        self._k, self._prepend_bos = k, prepend_bos  # None: the model's default (Model.bos)
         super().__init__(model, prompt)
         if model is not None:
-            self._set_result(logit_lens(model, check_prompt(prompt), target=target, k=k))
+            self._set_result(logit_lens(model, check_prompt(prompt), target=target, k=k,
+                                        prepend_bos=prepend_bos))
 
     @classmethod
     def from_result(cls, result: LogitLensResult) -> LogitLens:
@@ -69,7 +70,7 @@ class LogitLens(PromptWidget):
     def _set_prompt(self, prompt: str, target: str = "") -> dict[str, Any]:
         """Re-run the lens on a new prompt (and target; "" for none) and redraw."""
         result = logit_lens(self._rerun_model(), check_prompt(prompt), target=target or None,
-                            k=self._k)
+                            k=self._k, prepend_bos=self._prepend_bos)
         self.prompt = prompt  # before _set_result bumps _rev and the view redraws
         self._set_result(result)
         return {}
