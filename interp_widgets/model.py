@@ -164,6 +164,7 @@ class Model:
         #: Tensor[layer, head, d_head]: each head's value bias before TransformerLens folded it
         #: into b_O (see `load_model`); None when unknown
         self.head_value_bias: torch.Tensor | None = None
+        self._fired: dict[tuple, frozenset[str]] = {}
 
     @property
     def final_resid_hook(self) -> str:
@@ -180,7 +181,6 @@ class Model:
         if self.logit_offset is None:
             return None
         return self.logit_offset(resid_final)
-        self._fired: dict[tuple, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         c = self.cfg

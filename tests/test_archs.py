@@ -271,3 +271,26 @@ def test_perturbation_flow_positions_follow_the_positional_scheme(arch_model):
         d = (archs.centred(ref_full[layer][0, -1], norm)
              - archs.centred(ref_edit[layer][0, -1], norm)).norm()
         assert float(flow.diff[layer, -1]) == pytest.approx(float(d), rel=1e-3, abs=1e-5)
+
+
+def test_actadd_of_unequal_lengths_is_padded_or_refused_and_sized(arch_model):
+    arch, hf, model = arch_model
+    layer = model.cfg.n_layers - 1
+    with pytest.raises(ValueError, match="different lengths"):
+        iw.steering_vector(model, "Happy", "Sad", layer, align="refuse")
+    with pytest.warns(UserWarning, match="padded with 1 space token"):
+        vec = iw.steering_vector(model, "Happy", "Sad", layer)  # 3 tokens vs 2: "Sad" padded
+    assert vec.padded == -1 and vec.vector.shape[0] == len(model.to_tokens("Happy")[0])
+    # the vector and its size against the stream, from the HF module's own layer input
+    rows = [model.to_tokens("Happy")[0].tolist(), model.to_tokens("Sad")[0].tolist()]
+    space = model.tokenizer(" ", add_special_tokens=False)["input_ids"]
+    rows[1] += space * (len(rows[0]) - len(rows[1]))
+    resid = archs.hf_forward(arch, hf, torch.tensor(rows))["resid_pre"][layer]  # [2, n, d]
+    norm = model.cfg.normalization_type
+    resid = archs.centred(resid, norm)
+    assert _rel(archs.centred(vec.vector, norm), resid[0] - resid[1]) < 1e-4
+    text = ~model.bos_mask(torch.tensor(rows))
+    want = (resid[0] - resid[1]).norm(dim=-1)[text.all(0)].mean() / resid.norm(dim=-1)[text].mean()
+    if not str(norm).startswith("LN"):  # LayerNorm models' stream is centred by TL: sizes differ
+        assert vec.relative_norm == pytest.approx(float(want), rel=1e-4)
+    assert vec.relative_norm > 0

@@ -231,10 +231,11 @@ def label_selectivity(model: Model, labelled: Sequence[tuple[str, str]], label: 
         keep = run.attention_mask.bool() & ~model.bos_mask(run.tokens)
         acts = run.cache[hook].flatten(2)  # [batch, pos, d]
         for row, (_, lab) in enumerate(chunk):
-            x = acts[row][keep[row]].double()  # [tokens, d]
+            x = acts[row][keep[row]].float()  # [tokens, d], on the model's device
             if sae is not None:
                 with torch.no_grad():
-                    x = sae.encode(x.float()).double()
+                    x = sae.encode(x.to(getattr(sae, "dtype", x.dtype))).float()
+            x = x.cpu().double()  # float64 only on the CPU (MPS has none)
             sums[lab == label] = sums[lab == label] + x.sum(0)
             counts[lab == label] += len(x)
             sumsq = sumsq + x.pow(2).sum(0)

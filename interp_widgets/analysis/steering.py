@@ -12,6 +12,7 @@ prompt pass or one token at a time, so cached decoding equals recomputing the wh
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,10 @@ class SteeringVector:
 
     vector: Tensor[d_model] (added at every position) or Tensor[n, d_model] (ActAdd: row i is
     added at absolute position i). layer, hook: where it was read (``blocks.{layer}.{hook}``).
+    relative_norm: the vector's norm (per row for ActAdd) over the mean norm of the residual
+    stream it was read from (the prompts' non-BOS positions), so 1.0 is as large as the stream
+    itself; None when unknown. padded: ActAdd only, how many space tokens were added to the
+    shorter prompt (positive: to `positive`, negative: to `negative`).
     """
 
     vector: torch.Tensor
@@ -40,10 +45,15 @@ class SteeringVector:
     method: str
     hook: str = "hook_resid_pre"
     label: str = ""
+    relative_norm: float | None = None
+    padded: int = 0
 
     def __repr__(self) -> str:
+        rel = "" if self.relative_norm is None else f" ({self.relative_norm:.2g}x the residual)"
+        pad = f", {abs(self.padded)} space token(s) padded" if self.padded else ""
         return (f"SteeringVector({self.method}, {self.label!r}, layer {self.layer} {self.hook}, "
-                f"shape {tuple(self.vector.shape)}, norm {float(self.vector.norm()):.3g})")
+                f"shape {tuple(self.vector.shape)}, norm {float(self.vector.norm()):.3g}{rel}"
+                f"{pad})")
 
 
 def _resid(model: Model, prompts: str | Sequence[str], layer: int, hook: str,
@@ -65,12 +75,16 @@ def _check_hook(hook: str) -> str:
 
 def steering_vector(model: Model, positive: str | Sequence[str], negative: str | Sequence[str],
                     layer: int, *, method: str = "actadd", hook: str = "hook_resid_pre",
-                    prepend_bos: bool | None = None) -> SteeringVector:
+                    align: str = "pad", prepend_bos: bool | None = None) -> SteeringVector:
     """A steering vector at ``blocks.{layer}.{hook}``.
 
     method "actadd": `positive` and `negative` are one prompt each (e.g. "Love", "Hate"); the
-    shorter is padded with space tokens, and the vector is Tensor[n, d_model], the difference at
-    each position. "mean_diff": lists of paired prompts; the vector is Tensor[d_model], the mean
+    vector is Tensor[n, d_model], the difference at each position. When they tokenize to
+    different lengths ("Love" vs "H" + "ate"), `align` says what to do: "pad" (ActAdd's choice)
+    pads the shorter at the end with space tokens, so position i of one faces position i of the
+    other, and records it in `padded` (with a warning naming both tokenizations); "refuse"
+    raises instead. `relative_norm` reports the vector's size against the residual stream.
+    "mean_diff": lists of paired prompts; the vector is Tensor[d_model], the mean
     difference of the residual stream at each prompt's last token."""
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}. Use 'actadd' (one prompt pair) or "
@@ -81,8 +95,21 @@ def steering_vector(model: Model, positive: str | Sequence[str], negative: str |
         if not (isinstance(positive, str) and isinstance(negative, str)):
             raise ValueError("actadd takes one positive and one negative prompt (two strings); "
                              "for lists of pairs use method='mean_diff'.")
+        if align not in ("pad", "refuse"):
+            raise ValueError(f"align must be 'pad' or 'refuse'; got {align!r}.")
         pos_ids = model.to_tokens(positive, prepend_bos=prepend_bos)[0].tolist()
         neg_ids = model.to_tokens(negative, prepend_bos=prepend_bos)[0].tolist()
+        padded = len(neg_ids) - len(pos_ids)
+        if padded:
+            shown = (f"{positive!r} is {model.to_str_tokens(pos_ids)} and {negative!r} is "
+                     f"{model.to_str_tokens(neg_ids)}")
+            if align == "refuse":
+                raise ValueError(f"The ActAdd prompts tokenize to different lengths: {shown}. "
+                                 "Choose words of equal token length, or align='pad' to pad "
+                                 "the shorter with spaces.")
+            warnings.warn(f"ActAdd prompts of different token lengths: {shown}; the shorter "
+                          f"was padded with {abs(padded)} space token(s) at the end.",
+                          stacklevel=2)
         pad = _space_id(model)
         n = max(len(pos_ids), len(neg_ids))
         pos_ids += [pad] * (n - len(pos_ids))
@@ -90,8 +117,9 @@ def steering_vector(model: Model, positive: str | Sequence[str], negative: str |
         name = f"blocks.{layer}.{hook}"
         run = model.run(torch.tensor([pos_ids, neg_ids]), names=[name])
         acts = run.cache[name]  # [2, n, d_model]
-        return SteeringVector(acts[0] - acts[1], layer, method, hook,
-                              f"{positive!r} - {negative!r}")
+        vec = acts[0] - acts[1]
+        return SteeringVector(vec, layer, method, hook, f"{positive!r} - {negative!r}",
+                              _relative_norm(model, vec, acts, run.tokens), padded)
     pos_list = [positive] if isinstance(positive, str) else list(positive)
     neg_list = [negative] if isinstance(negative, str) else list(negative)
     if len(pos_list) != len(neg_list):
@@ -101,7 +129,18 @@ def steering_vector(model: Model, positive: str | Sequence[str], negative: str |
     last = acts[torch.arange(len(lengths)), torch.tensor(lengths) - 1]  # [2 * pairs, d_model]
     k = len(pos_list)
     vec = last[:k].mean(0) - last[k:].mean(0)
-    return SteeringVector(vec, layer, method, hook, f"mean of {k} pairs")
+    return SteeringVector(vec, layer, method, hook, f"mean of {k} pairs",
+                          float(vec.float().norm() / last.float().norm(dim=-1).mean()))
+
+
+def _relative_norm(model: Model, vec: torch.Tensor, acts: torch.Tensor,
+                   tokens: torch.Tensor) -> float:
+    """Mean norm of `vec`'s rows [n, d_model] over the mean norm of `acts` [batch, n, d_model]
+    at the non-BOS positions of `tokens` [batch, n] (BOS rows of `vec` left out too)."""
+    real = ~model.bos_mask(tokens)
+    rows = real.all(0)  # positions that are text in both prompts
+    stream = acts.float().norm(dim=-1)[real].mean()
+    return float(vec.float().norm(dim=-1)[rows].mean() / stream)
 
 
 def _space_id(model: Model) -> int:

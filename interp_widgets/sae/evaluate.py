@@ -145,7 +145,9 @@ def _zero_ablated(model: Model, docs: Sequence[str], hook: str, skip_bos: bool):
 
 
 class _Accumulator:
-    """Running sums for pooled statistics (float64)."""
+    """Running sums for pooled statistics: each batch summed in float32 on its device (MPS has
+    no float64; a bfloat16 model's activations arrive here as float32), the sums across batches
+    kept in float64 on the CPU."""
 
     def __init__(self, d_sae: int):
         self.n = 0
@@ -154,17 +156,17 @@ class _Accumulator:
         self.losses = {"clean": [], "spliced": [], "zero": []}
 
     def add(self, x, recon, codes, clean, spliced, zero) -> None:
-        x64 = x.double()
+        x = x.float()
         self.n += len(x)
-        self.sum_x = self.sum_x + x64.sum(dim=0)
-        self.sum_sq += float(x64.pow(2).sum())
-        self.sum_err += float((x64 - recon.double()).pow(2).sum())
+        self.sum_x = self.sum_x + x.sum(dim=0).cpu().double()
+        self.sum_sq += float(x.pow(2).sum())
+        self.sum_err += float((x - recon.float()).pow(2).sum())
         nz = codes != 0
         self.l0 += float(nz.sum())
-        self.fires += nz.sum(dim=0).double().cpu()
+        self.fires += nz.sum(dim=0).cpu().double()
         valid = ~clean.isnan()
         for key, loss in (("clean", clean), ("spliced", spliced), ("zero", zero)):
-            self.losses[key].append(loss[valid].double().cpu())
+            self.losses[key].append(loss[valid].float().cpu().double())
 
     def result(self, dense_threshold: float, bins: int) -> SAEEvaluation:
         if self.n == 0:

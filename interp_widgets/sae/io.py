@@ -68,11 +68,12 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def load_sae(path: str | Path, *, device: str | torch.device | None = "cpu",
+def load_sae(path: str | Path, *, device: str | torch.device | None = None,
              dtype: str | torch.dtype | None = None, model: Any = None) -> SAE:
     """Read an SAE from a SAELens-format folder (`cfg.json` + `sae_weights.safetensors`).
 
-    `dtype` defaults to the file's `dtype` field; `device` to CPU. Architectures: standard,
+    `dtype` defaults to the file's `dtype` field; `device` to the model's device when `model`
+    is given, else CPU. Architectures: standard,
     topk, jumprelu, gated. Errors name the missing file, the unknown architecture, or the
     weight whose shape disagrees with the config. With `model`, also check that the SAE's hook
     exists there and has width d_in (the error names the hook and both shapes)."""
@@ -114,6 +115,8 @@ def load_sae(path: str | Path, *, device: str | torch.device | None = "cpu",
               reshape_activations=cfg.get("reshape_activations") or "none",
               metadata=cfg["metadata"], dtype=dt, device="meta")
     _load_weights(sae, weights, folder / WEIGHTS_FILE)
+    if device is None:
+        device = model.device if model is not None else "cpu"
     sae = sae.to(device=device, dtype=dt)
     if model is not None:
         from .splice import check_saes
