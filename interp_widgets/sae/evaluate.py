@@ -145,9 +145,8 @@ def _zero_ablated(model: Model, docs: Sequence[str], hook: str, skip_bos: bool):
 
 
 class _Accumulator:
-    """Running sums for pooled statistics: each batch summed in float32 on its device (MPS has
-    no float64; a bfloat16 model's activations arrive here as float32), the sums across batches
-    kept in float64 on the CPU."""
+    """Running sums for pooled statistics, kept in float64 on the CPU. Each batch is summed on
+    its device in float64, or in float32 on MPS, which has no float64."""
 
     def __init__(self, d_sae: int):
         self.n = 0
@@ -156,11 +155,12 @@ class _Accumulator:
         self.losses = {"clean": [], "spliced": [], "zero": []}
 
     def add(self, x, recon, codes, clean, spliced, zero) -> None:
-        x = x.float()
+        dt = torch.float32 if x.device.type == "mps" else torch.float64
+        x = x.to(dt)
         self.n += len(x)
         self.sum_x = self.sum_x + x.sum(dim=0).cpu().double()
         self.sum_sq += float(x.pow(2).sum())
-        self.sum_err += float((x - recon.float()).pow(2).sum())
+        self.sum_err += float((x - recon.to(dt)).pow(2).sum())
         nz = codes != 0
         self.l0 += float(nz.sum())
         self.fires += nz.sum(dim=0).cpu().double()

@@ -68,9 +68,13 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def load_sae(path: str | Path, *, device: str | torch.device | None = None,
+def load_sae(path: str | Path, sae_id: str | None = None, *,
+             device: str | torch.device | None = None,
              dtype: str | torch.dtype | None = None, model: Any = None) -> SAE:
-    """Read an SAE from a SAELens-format folder (`cfg.json` + `sae_weights.safetensors`).
+    """Read an SAE from a SAELens-format folder (`cfg.json` + `sae_weights.safetensors`), or,
+    with `sae_id`, from a SAELens release id and SAE id (``load_sae("gpt2-small-res-jb",
+    "blocks.8.hook_resid_pre")``) resolved through the Hugging Face cache, offline when
+    ``HF_HUB_OFFLINE=1`` (see `interp_widgets.sae.pretrained`; Gemma Scope's params.npz too).
 
     `dtype` defaults to the file's `dtype` field; `device` to the model's device when `model`
     is given, else CPU. Architectures: standard,
@@ -79,6 +83,10 @@ def load_sae(path: str | Path, *, device: str | torch.device | None = None,
     exists there and has width d_in (the error names the hook and both shapes)."""
     from safetensors.torch import load_file
 
+    if sae_id is not None:
+        from .pretrained import load_release
+
+        return load_release(str(path), sae_id, device=device, dtype=dtype, model=model)
     folder = Path(path).expanduser()
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"

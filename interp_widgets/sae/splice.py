@@ -149,7 +149,19 @@ def check_saes(model: Model, saes: Sequence[SAE]) -> None:
         hook_z = getattr(sae, "reshape_activations", "none") == "hook_z"
         flat = shape[-2] * shape[-1] if hook_z else shape[-1]
         if flat != sae.d_in:
-            raise SAEShapeError(sae.hook_name, sae.d_in, shape)
+            raise SAEShapeError(sae.hook_name, sae.d_in, shape,
+                                _hooks_of_width(model, sae.d_in, sae.hook_name))
+
+
+def _hooks_of_width(model: Model, width: int, near: str, n: int = 5) -> list[str]:
+    """Up to `n` hooks of `model` that fire and whose activation's last dimension is `width`,
+    the ones closest to hook `near` first (same layer, then similar names)."""
+    import difflib
+
+    fired = sorted(model.fired_hooks())
+    widths = hook_widths(model, fired)
+    fits = [h for h in fired if widths[h] and widths[h][-1] == width]
+    return sorted(fits, key=lambda h: -difflib.SequenceMatcher(None, h, near).ratio())[:n]
 
 
 def hook_widths(model: Model, hooks: Sequence[str]) -> dict[str, tuple[int, ...]]:
