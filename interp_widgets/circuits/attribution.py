@@ -101,8 +101,11 @@ def attribution_graph(model: Model, transcoders: Transcoders, prompt: str | torc
         raise GraphTooLargeError(
             f"This prompt's graph needs about {need / 2**30:.2f} GiB ({n} tokens, {n_nodes:,} "
             f"nodes: {n_feat:,} active features) but max_memory is "
-            f"{max_memory / 2**30:.2f} GiB. The longest prompt that fits is about {m} tokens at "
-            f"this density; shorten the prompt, lower batch_size, or raise max_memory.")
+            f"{max_memory / 2**30:.2f} GiB. "
+            + (f"The longest prompt that fits is about {m} tokens at this density; shorten the "
+               "prompt, lower batch_size, or raise max_memory." if m >= 1 else
+               f"Not even a 1-token prompt fits with batch_size {batch_size}: lower batch_size "
+               "or raise max_memory."))
     # ---- node table ---------------------------------------------------------------------------
     f_layer = torch.cat([torch.full((len(f),), i) for i, f in enumerate(feats)]).long()
     f_pos = torch.cat([f[:, 0] for f in feats]).long()
