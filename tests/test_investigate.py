@@ -324,3 +324,32 @@ def test_census_classifies_drawn_units_with_intervals(model):
 def test_top_level_names():
     assert iw.investigate is investigate and iw.Behaviour is Behaviour
     assert iw.Investigation is Investigation and callable(iw.census)
+
+
+# ---- the view -----------------------------------------------------------------------------------
+
+
+def test_investigation_view_streams_steps_and_stops_on_request(model, induction, tmp_path):
+    done = iw.InvestigationView(investigate(model, induction, budget=Budget(max_calls=4)))
+    assert [s["tool"] for s in done.steps] == ["check_behaviour", "patch_layers", "patch_heads",
+                                               "direct_logit_attribution"]
+    assert "grid" in done.steps[2] and "bars" in done.steps[1]
+    assert "stopped: the budget of 4" in done.status
+    from test_export import read_payload
+
+    header, _ = read_payload(done.to_html(tmp_path / "inv.html").read_text())
+    assert header["state"]["_view"] == "investigation"
+    assert [s["tool"] for s in header["state"]["steps"]] == [s["tool"] for s in done.steps]
+
+    seen = []
+    view = iw.InvestigationView.start(model, induction)
+    view.observe(lambda ch: seen.append(len(ch["new"])), names="steps")
+    while len(view.steps) < 2 and view.running:
+        view._thread.join(0.05)
+    assert view.answer("stop", {}) == {"ok": True, "result": {"stopped": True}}
+    inv = view.wait(120)
+    assert not view.running and inv.stopped == "stopped by the user"
+    assert 2 <= len(inv.steps) < 13 and len(view.steps) == len(inv.steps)
+    assert seen == sorted(seen) and seen[0] >= 1  # steps arrived one by one
+    assert [c["statement"] for c in view.claims] == [c.statement for c in inv.claims_list]
+    assert view.answer("stop", {})["result"] == {"stopped": False}  # nothing left to stop

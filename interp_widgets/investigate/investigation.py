@@ -221,9 +221,10 @@ class Runner:
     step when a path is given, and replays recorded steps when resuming."""
 
     def __init__(self, inv: Investigation, ctx: Context, budget: Budget, path: Path | None,
-                 on_step: Callable[[Step], None] | None = None):
+                 on_step: Callable[[Step], None] | None = None,
+                 on_claim: Callable[[Claim], None] | None = None):
         self.inv, self.ctx, self.budget, self.path = inv, ctx, budget, path
-        self.on_step = on_step
+        self.on_step, self.on_claim = on_step, on_claim
         self.t0 = time.monotonic() - sum(s.seconds for s in inv.steps)
         self._replay = list(inv.steps)  # steps from an earlier run, taken in order
         self.cancel = False
@@ -258,6 +259,12 @@ class Runner:
             self.on_step(step)
         return step
 
+    def claim(self, claim: Claim) -> None:
+        """Record a claim (and tell `on_claim`)."""
+        self.inv.claims_list.append(claim)
+        if self.on_claim is not None:
+            self.on_claim(claim)
+
     def save(self) -> None:
         if self.path is not None:
             self.inv.save(self.path)
@@ -267,7 +274,9 @@ def investigate(model: Model, behaviour: Behaviour, *, llm: Any = None,
                 budget: Budget | None = None, path: str | Path | None = None, sae: Any = None,
                 corpus: list[str] | None = None, only_correct: bool = False,
                 min_effect: float = 0.05, min_score: float = 0.3, max_units: int = 8,
-                on_step: Callable[[Step], None] | None = None) -> Investigation:
+                on_step: Callable[[Step], None] | None = None,
+                on_claim: Callable[[Claim], None] | None = None,
+                runner: Callable[[Runner], None] | None = None) -> Investigation:
     """Investigate `behaviour` on `model` (see the module docstring).
 
     llm: an `iw.autointerp.Client` (any OpenAI-compatible endpoint with tool calling) to let a
@@ -275,7 +284,9 @@ def investigate(model: Model, behaviour: Behaviour, *, llm: Any = None,
     calls, tokens and seconds. path: a JSON file saved after every step; an investigation started
     again with the same path and behaviour resumes from it. only_correct: when the model fails
     the behaviour on average, go on with the prompts it gets right instead of stopping.
-    min_effect: the least share of the clean metric a verified "carries" claim must remove."""
+    min_effect: the least share of the clean metric a verified "carries" claim must remove.
+    on_step, on_claim: called with each step / claim as it comes (a view shows them live);
+    runner: called with the `Runner` before the first step (its `cancel` stops the run)."""
     from .plan import run_llm, run_plan
 
     budget = budget or Budget()
@@ -304,13 +315,17 @@ def investigate(model: Model, behaviour: Behaviour, *, llm: Any = None,
     if inv is None:
         inv = Investigation(model.name, behaviour)
     ctx = Context(model, behaviour, sae=sae, corpus=corpus)
-    runner = Runner(inv, ctx, budget, path, on_step)
+    run = Runner(inv, ctx, budget, path, on_step, on_claim)
+    if runner is not None:
+        runner(run)
     settings = {"min_effect": min_effect, "min_score": min_score, "max_units": max_units}
     if llm is None:
-        run_plan(runner, **settings)
+        run_plan(run, **settings)
     else:
-        run_llm(runner, llm, **settings)
-    runner.save()
+        run_llm(run, llm, **settings)
+    if run.cancel and not inv.stopped:
+        inv.stopped = "stopped by the user"
+    run.save()
     return inv
 
 

@@ -158,6 +158,10 @@ def run_plan(runner: Runner, *, min_effect: float, min_score: float, max_units: 
             type_of.setdefault((t["layer"], t["index"]), []).append(
                 f"{t['type'].replace('_', '-')} head {t['score']:.2f}")
             add("head", t["layer"], t["index"], 0.1 * t["score"], types.id)
+    for key in [k for k in cands if k[4] != "all"]:  # a unit checked on its own prompts
+        whole = cands.pop(key[:4] + ("all",), None)  # is not checked again on all of them
+        if whole is not None:
+            cands[key]["found_by"] += whole["found_by"]
     chosen: list[dict] = []
     for kind in ("component", "head", "neuron"):
         of_kind = sorted((c for c in cands.values() if c["kind"] == kind),
@@ -176,7 +180,7 @@ def run_plan(runner: Runner, *, min_effect: float, min_score: float, max_units: 
         note = c["note"]
         if c["kind"] == "head" and not note:
             note = ", ".join(type_of.get((c["layer"], c["index"]), []))
-        inv.claims_list.append(ablation_claim(s, c["found_by"], min_effect, note))
+        runner.claim(ablation_claim(s, c["found_by"], min_effect, note))
     explained = set()
     for claim in list(inv.claims_list):
         if claim.kind == "neuron" and claim.verified and claim.what == "carries" and \
@@ -186,7 +190,7 @@ def run_plan(runner: Runner, *, min_effect: float, min_score: float, max_units: 
             if s is None:
                 return
             if s.result:
-                inv.claims_list.append(explanation_claim(s, claim.evidence, min_score))
+                runner.claim(explanation_claim(s, claim.evidence, min_score))
 
 
 # ---- the LLM loop -------------------------------------------------------------------------------
@@ -236,7 +240,7 @@ def run_llm(runner: Runner, llm: Any, *, min_effect: float, min_score: float,
     messages += _replayed_messages(inv.steps)
     runner._replay = []  # the LLM goes on from where the history stops
     for s in inv.steps:
-        _claim_of(inv, s, min_effect, min_score)
+        _claim_of(runner, s, min_effect, min_score)
     while True:
         why = runner.over()
         if why:
@@ -275,18 +279,19 @@ def run_llm(runner: Runner, llm: Any, *, min_effect: float, min_score: float,
                 step = runner.run(c.function.name, args if isinstance(args, dict) else
                                   {"_raw": args}, by="llm")
             messages.append({"role": "tool", "tool_call_id": c.id, "content": _tool_answer(step)})
-            _claim_of(inv, step, min_effect, min_score)
+            _claim_of(runner, step, min_effect, min_score)
             if runner.over():
                 break
 
 
-def _claim_of(inv, step: Step, min_effect: float, min_score: float) -> None:
+def _claim_of(runner: Runner, step: Step, min_effect: float, min_score: float) -> None:
+    inv = runner.inv
     if step.result is None:
         return
     found = [s.id for s in inv.steps if s.id < step.id and s.result and
              step.result.get("unit", "") in json.dumps(s.result.get("top", []) or
                                                         s.result.get("top_heads", []))]
     if step.tool == "ablate":
-        inv.claims_list.append(ablation_claim(step, found, min_effect))
+        runner.claim(ablation_claim(step, found, min_effect))
     elif step.tool == "explain_neuron":
-        inv.claims_list.append(explanation_claim(step, found, min_score))
+        runner.claim(explanation_claim(step, found, min_score))

@@ -219,7 +219,7 @@ def ablate(ctx: Context, kind: str, layer: int, index: int | None = None,
             f"{e.estimate:.3f} of {float(e.clean.mean()):.2f}"}
 
 
-def explain_neuron(ctx: Context, layer: int, index: int, n_docs: int = 300) -> dict:
+def explain_neuron(ctx: Context, layer: int, index: int, n_docs: int = 200) -> dict:
     """Scan a neuron over the corpus, explain it (offline statistical explainer) and score the
     explanation by simulation, with a bootstrap interval over records."""
     from .. import autointerp

@@ -9,6 +9,7 @@ from .autointerp_table import AutoInterpTable
 from .explain import ExplainMixin
 from .feature_browser import FeatureBrowser
 from .graph_view import GraphView
+from .investigation_view import InvestigationView
 from .logit_lens import LogitLens
 from .neuron_view import NeuronView
 from .patching import PatchingView
@@ -27,6 +28,7 @@ __all__ = [
     "ExplainMixin",
     "FeatureBrowser",
     "GraphView",
+    "InvestigationView",
     "LogitLens",
     "NeuronView",
     "PatchingView",

@@ -17,6 +17,7 @@ import { featureBrowser } from "./widgets/feature_browser";
 import { promptFeatures } from "./widgets/prompt_features";
 import { graphView } from "./widgets/graph_view";
 import { unitDashboards } from "./widgets/unit_dashboards";
+import { investigationView } from "./widgets/investigation";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
@@ -33,6 +34,7 @@ export const VIEWS: Record<string, View> = {
   prompt_features: promptFeatures,
   graph_view: graphView,
   unit_dashboards: unitDashboards,
+  investigation: investigationView,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {
