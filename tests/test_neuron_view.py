@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,3 +98,18 @@ def test_without_a_corpus_and_static_export(model, tmp_path):
     assert ("modulate", '{"scale": 1}') in keys and ("modulate", '{"scale": 1.5}') in keys
     path = v.to_html(tmp_path / "neuron.html")
     assert path.stat().st_size > 10_000
+
+
+def test_data_is_what_was_shown_without_rerunning_the_model(view, monkeypatch):
+    import interp_widgets.analysis.neurons as nr
+    from interp_widgets.widgets._codec import decode_array
+
+    def refuse(*a, **k):
+        raise AssertionError("NeuronView.data re-ran the model")
+
+    monkeypatch.setattr(nr, "neuron_activations", refuse)
+    monkeypatch.setattr(nr, "direct_logit_effect", refuse)
+    d = view.data
+    assert np.allclose(d["text_acts"].numpy(), decode_array(view.text_acts))
+    assert [r.token for r in d["logit_effect"].top.itertuples()] == \
+        [t for t, _ in view.logit_effect["top"]]

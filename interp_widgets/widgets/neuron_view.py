@@ -94,7 +94,7 @@ class NeuronView(ExplainMixin, BaseWidget):
         hook = mlp_hook(model, layer, self._short_hook)
         self.layer, self.hook = layer, hook  # before _scan: it scans this layer
         scan = self._scan()
-        effect = nr.direct_logit_effect(model, layer, neuron, k=self._k)
+        effect = self._effect = nr.direct_logit_effect(model, layer, neuron, k=self._k)
         with self.hold_sync():
             self.neuron = neuron
             self.logit_effect = {
@@ -131,6 +131,7 @@ class NeuronView(ExplainMixin, BaseWidget):
         tokens, acts = nr.neuron_activations(self._model, check_prompt(text), self.layer,
                                              self.neuron, hook=self.hook)
         self.text, self.text_tokens = text, list(tokens)
+        self._text_acts = acts
         self.text_acts = encode_array(acts, "float32")
 
     def _set_targets(self, targets: list[str]) -> None:
@@ -238,11 +239,8 @@ class NeuronView(ExplainMixin, BaseWidget):
     @property
     def data(self) -> dict[str, Any]:
         """The numbers shown: {"layer", "neuron", "text_tokens", "text_acts" Tensor[pos],
-        "logit_effect" (analysis.neurons.LogitEffect), "scan" (NeuronScan or None)}."""
-        _, acts = nr.neuron_activations(self._model, self.text, self.layer, self.neuron,
-                                        hook=self.hook)
+        "logit_effect" (analysis.neurons.LogitEffect), "scan" (a UnitScan or None)}: the
+        results computed when they were shown, not a re-run of the model."""
         return {"layer": self.layer, "neuron": self.neuron, "text_tokens": list(self.text_tokens),
-                "text_acts": acts,
-                "logit_effect": nr.direct_logit_effect(self._model, self.layer, self.neuron,
-                                                       k=self._k),
+                "text_acts": self._text_acts, "logit_effect": self._effect,
                 "scan": self._scans.get(self.layer)}
