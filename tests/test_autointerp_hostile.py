@@ -87,7 +87,7 @@ def _batch_threads() -> set[threading.Thread]:
 def test_every_hostile_answer_ends_stored_or_failed(tmp_path, thread_errors, n_units):
     units = _units(n_units)
     with FakeOpenAIServer(api_key=KEY) as clean_server:
-        clean = _run(units, ai.AutoInterpStore(tmp_path / "clean.sqlite"), clean_server)
+        clean = _run(units, None, clean_server)
     assert not clean.failed and len(clean.done) == n_units
     want = {e.unit: _scores(e) for e in clean.done}
     assert all(not math.isnan(s["correlation"] or math.nan) for s in want.values())

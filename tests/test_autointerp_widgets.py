@@ -154,6 +154,49 @@ def test_neuron_view_explain_with_llm_cancel_and_key(model, view):
         assert "Authentication failed" in view.explain_state["error"]
 
 
+@pytest.mark.parametrize("mode", ["content-deep", "content-number", "html-200",
+                                  "content-surrogate", "deep-body"])
+def test_explain_panel_ends_in_an_error_state_on_hostile_answers(model, view, mode):
+    """Every request answered badly (e.g. "[" * 5000, a number as the message): the thread
+    ends, the panel shows an error with a one-line reason, and nothing is stored."""
+    view._select(0, 5)
+    with FakeOpenAIServer() as server:
+        view.explain_with(client=ai.Client("fake-llm", base_url=server.base_url, api_key=KEY,
+                                           max_retries=1, backoff=0.01))
+        server.hostile(mode, 500)
+        view.explain()
+    assert not view._explain_thread.is_alive()
+    state = view.explain_state
+    assert state["status"] == "error", state
+    assert state["error"] and "\n" not in state["error"] and "/v1/" in state["error"]
+    assert view._explain_lookup((model.name, HOOK, 5)) is None
+
+
+def test_explain_panel_shows_unexpected_errors(model, view, monkeypatch):
+    from interp_widgets.widgets import explain as panel
+
+    def broken(*args, **kwargs):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(panel, "explain_unit", broken)
+    view._select(0, 6)
+    view.explain_with()
+    view.explain()
+    assert view.explain_state["status"] == "error"
+    assert view.explain_state["error"] == ("unexpected RecursionError: maximum recursion depth "
+                                           "exceeded")
+
+
+def test_explain_panel_shows_bidi_characters_escaped(model, view, tmp_path):
+    store = ai.AutoInterpStore(tmp_path / "ai.sqlite")
+    store.put(ai.Entry(model.name, HOOK, 7, "gpt\u202ex", "llm", "a\u202eb"))
+    view._select(0, 7)
+    view.explain_with(store)
+    state = view.explain_state
+    assert state["explanation"] == "ab"  # removed before it was stored
+    assert state["explainer"] == "gpt\\u202ex"  # shown as an escape
+
+
 def test_neuron_view_without_corpus_cannot_explain(model):
     view = NeuronView(model, 0, 1, targets=[" Mary"], progress=False)
     reply = view.answer("explain", {})

@@ -102,6 +102,27 @@ def test_cancel_stores_nothing(page):
         is None
 
 
+def test_a_hostile_answer_ends_in_a_visible_error(page, artifacts_dir):
+    """Answers of "[" * 5000 (a simulation answer like that once killed the panel's thread): the
+    panel leaves "running", shows the reason, and stores nothing."""
+    nv = page.page.locator(NV).first
+    # JSON simulation (no logprobs), so that the answer goes through first_json
+    page.run_json("view._select(0, 7); view._explain_client.logprobs = False; "
+                  "server.hostile('content-deep', 500); print(1)")
+    panel = nv.locator(".iw-ai-explain")
+    panel.locator(".iw-ai-explain-button").click()
+    error = panel.locator(".iw-ai-error")
+    error.wait_for(timeout=60_000)
+    state = page.run_json("server._hostile.clear(); view._explain_client.logprobs = None; "
+                          "print(json.dumps(view.explain_state))")
+    assert state["status"] == "error" and "/v1/chat/completions" in state["error"]
+    assert error.inner_text() == state["error"]
+    assert not panel.locator(".iw-ai-progress").is_visible()
+    panel.screenshot(path=str(artifacts_dir / "lab-neuron_view-explain-error.png"))
+    assert page.run_json("print(json.dumps([view._explain_thread.is_alive(), "
+                         "store.get(model.name, view.hook, 7, 'fake-llm')]))") == [False, None]
+
+
 def test_table_sorts_filters_and_opens_a_unit(page):
     table = page.page.locator(TABLE)
     rows = table.locator("tr.iw-ai-row")
