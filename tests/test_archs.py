@@ -294,3 +294,31 @@ def test_actadd_of_unequal_lengths_is_padded_or_refused_and_sized(arch_model):
     if not str(norm).startswith("LN"):  # LayerNorm models' stream is centred by TL: sizes differ
         assert vec.relative_norm == pytest.approx(float(want), rel=1e-4)
     assert vec.relative_norm > 0
+
+
+def test_neuron_view_and_interventions_read_the_real_output(arch_model, tmp_path):
+    arch, hf, model = arch_model
+    layer, neuron = model.cfg.n_layers - 1, 5
+    view = iw.NeuronView(model, layer, neuron, text=CLEAN, progress=False)
+    got = view.call("attribution", {"pos": 3})
+    assert got["kind"] == iw.pre_activations(model)["mlp.hook_pre"]
+    view.to_html(tmp_path / "neuron.html")
+    assert (tmp_path / "neuron.html").stat().st_size > 0
+    # zero-ablating the neuron at hook_post equals zeroing that input column of the HF down
+    # projection (the neuron's real output) at every position
+    res = iw.ablate_neuron(model, CLEAN, layer, neuron, "zero", targets=[ANSWER])
+    down = arch.down(arch.layers(hf)[layer])
+
+    def zero(mod, args):
+        x = args[0].clone()
+        x[..., neuron] = 0
+        return (x,)
+
+    handle = down.register_forward_pre_hook(zero)
+    try:
+        with torch.no_grad():
+            logits = hf(model.to_tokens(CLEAN)).logits
+    finally:
+        handle.remove()
+    probs = logits[0].float().softmax(-1)[:, single_token_id(model, ANSWER)]
+    assert _rel(res.prob_ablated[0, :, 0], probs) < 1e-4

@@ -193,10 +193,11 @@ class NeuronView(ExplainMixin, BaseWidget):
 
     @request_handler("attribution")
     def _attribution(self, pos: int) -> dict[str, Any]:
-        """What drives the neuron at `pos` of the text: components and gradient x input."""
+        """What drives the neuron at `pos` of the text: the parts of its pre-activation (the
+        gate's, x @ W_gate, on a gated MLP; `kind` says which) and gradient x input."""
         check_index("pos", pos, len(self.text_tokens))
         a = nr.neuron_input_attribution(self._model, self.text, self.layer, self.neuron, pos=pos)
-        return {"pos": pos, "labels": a.labels, "pre": a.pre_activation,
+        return {"pos": pos, "labels": a.labels, "pre": a.pre_activation, "kind": a.kind,
                 "contributions": encode_array(a.contributions, "float32"),
                 "grad_x_input": encode_array(a.grad_x_input, "float32")}
 

@@ -11,7 +11,7 @@ function mountNeuronView(live: boolean) {
   const example = (value: number) => ({ doc: 3, pos: 7, value, tokens: [" a", EVIL, " an"], acts: f32([0, value, 0.1]), center: 1 });
   const answers: Answer[] = [
     ["examples", {}, { top: [example(2.5), example(2)], buckets: [{ lo: 1, hi: 3, q_lo: 0.9, q_hi: 1, count: 12, examples: [example(1.5)] }] }],
-    ["attribution", { pos: 3 }, { pos: 3, labels: ["embed", "L0H1", "b_in"], pre: 0.75, contributions: f32([0.5, 0.5, -0.25]), grad_x_input: f32([0, 0.1, 0.2, 0.3]) }],
+    ["attribution", { pos: 3 }, { pos: 3, labels: ["embed", "L0H1", "b_in"], pre: 0.75, kind: "gate pre-activation (x @ W_gate)", contributions: f32([0.5, 0.5, -0.25]), grad_x_input: f32([0, 0.1, 0.2, 0.3]) }],
     ["ablate", { mode: "mean" }, { mode: "mean", targets: [" an", " a"], clean: f32([0.6, 0.2]), ablated: f32([0.3, 0.4]), d_loss: 0.01 }],
     ["modulate", { scale: 1 }, { scale: 1, targets: [" an", " a"], probs: f32([0.6, 0.2]), baseline: f32([0.6, 0.2]), top: { tokens: [" an"], probs: f32([0.6]) } }],
   ];
@@ -54,6 +54,7 @@ describe("neuron view", () => {
     expect(root.querySelector(".iw-nv-top .iw-nv-center")!.textContent).toContain("<img");
     expect(root.querySelector(".iw-nv-buckets")!.textContent).toContain("12 positions");
     expect(root.querySelector(".iw-nv-attribution")!.textContent).toContain("0.7500");
+    expect(root.querySelector(".iw-nv-attribution")!.textContent).toContain("gate pre-activation (x @ W_gate) at pos 3");
     const rows = root.querySelectorAll(".iw-nv-inter-table tbody tr");
     expect(rows.length).toBe(2);
     expect(rows[0].textContent).toContain("0.3000"); // mean-ablated P(" an")

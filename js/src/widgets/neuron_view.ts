@@ -35,6 +35,7 @@ interface Attribution {
   pos: number;
   labels: string[];
   pre: number;
+  kind?: string; // which pre-activation, e.g. "gate pre-activation (x @ W_gate)"
   contributions: EncodedArray;
   grad_x_input: EncodedArray;
 }
@@ -173,7 +174,7 @@ export const neuronView: View = (ctx) => {
     const gScale = chooseScale(gxi, { cmap: "diverging", center: 0 });
     attrPanel.replaceChildren(
       attrPanel.firstChild!,
-      h("div", { class: "iw-muted", text: `pre-activation at pos ${pos} (${tokens[pos] ?? ""}) = ${fmt(r.pre)}; largest parts:` }),
+      h("div", { class: "iw-muted", text: `${r.kind || "pre-activation"} at pos ${pos} (${tokens[pos] ?? ""}) = ${fmt(r.pre)}; largest parts:` }),
       valueTable(
         "iw-nv-attr-table",
         ["component", "contribution", ""],
