@@ -228,8 +228,8 @@ the best cosine with a learned direction (1.0 = all found). All fits {seconds:.0
 |---|---:|
 {rows}
 
-Command: `.venv/bin/python benchmarks/bench_dictionaries.py --parts toy --samples {args.samples}`
-({machine()})."""
+Command: `.venv/bin/python benchmarks/bench_dictionaries.py --parts toy --samples {args.samples} \
+--threads {args.threads}` ({machine()})."""
 
 
 def main() -> None:
