@@ -56,6 +56,20 @@ def test_patching_view_slider_request(patching):
     assert patching.last.value == pytest.approx(want, abs=1e-6)
 
 
+def test_patching_view_curve_request(patching):
+    cells = [["resid_pre", 0, 10, None]]
+    r = patching.answer("curve", {"cells": cells, "n": 5})
+    assert r["ok"], r
+    alphas = decode_array(r["result"]["alphas"])
+    values, norm = decode_array(r["result"]["values"]), decode_array(r["result"]["normalized"])
+    assert alphas.tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1])
+    want = [patching.patch(cells, float(a))["value"] for a in alphas]
+    assert values.tolist() == pytest.approx(want, abs=1e-4)
+    assert norm[0] == pytest.approx(0.0, abs=1e-5)
+    bad = patching.answer("curve", {"cells": cells, "n": 1})
+    assert "n must be an integer in 2 .. 101" in bad["error"]
+
+
 @pytest.mark.parametrize("alpha,clipped_to", [(1.7, 1.0), (-0.5, 0.0)])
 def test_alpha_outside_unit_interval_is_clipped(patching, alpha, clipped_to):
     r = patching.answer("patch", {"cells": [["attn_out", 0, 3, None]], "alpha": alpha})["result"]

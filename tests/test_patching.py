@@ -188,6 +188,22 @@ def test_interpolation_between_corrupt_and_clean(model, patcher):
     assert two.value != half.value
 
 
+def test_alpha_curve_is_one_batched_run_per_alpha(patcher):
+    """alpha_curve's row r equals run(cells, alphas[r]) run alone, with a late cell (started
+    from the corrupt run's KV cache) and a whole-position head cell."""
+    clean_s, corrupt_s = patcher.str_tokens
+    pos = next(i for i, (a, b) in enumerate(zip(clean_s, corrupt_s)) if a != b)
+    late = [Cell("resid_pre", 1, pos)]
+    mixed = [Cell("head_out", 1, None, 0), Cell("attn_out", 0, pos)]
+    for cells in (late, mixed):
+        alphas = [0.0, 0.3, 0.7, 1.0]
+        curve = patcher.alpha_curve(cells, alphas)
+        want = [patcher.run(cells, a).value for a in alphas]
+        assert curve.tolist() == pytest.approx(want, abs=1e-4)
+    none = patcher.alpha_curve([], [0.0, 1.0])
+    assert none.tolist() == pytest.approx([patcher.corrupt_value] * 2)
+
+
 def test_attribution_patching_matches_transformer_lens_nodes(model, patcher):
     """head_out / mlp_out estimates per position equal TL's attribution_patch node scores."""
     clean, corrupt = model.to_tokens(CLEAN), model.to_tokens(CORRUPT)

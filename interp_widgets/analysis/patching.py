@@ -377,6 +377,20 @@ class Patcher:
             normalized=(value - self.corrupt_value) / gap if abs(gap) > 1e-9 else None,
             top=self.top(logits, k))
 
+    def alpha_curve(self, cells: Sequence[Cell], alphas: Sequence[float]) -> torch.Tensor:
+        """Tensor[len(alphas)]: the metric with every cell set to alpha * clean + (1 - alpha) *
+        corrupt, for each alpha: one batched forward pass, a row per alpha (each equals
+        `run(cells, alpha).value`)."""
+        cells = [self.check_cell(c) for c in cells]
+        alphas = [float(a) for a in alphas]
+        if not cells:
+            return torch.full((len(alphas),), float(self.corrupt_value))
+        start = self._start(cells)
+        tail = self._forward([[(c, a) for c in cells] for a in alphas], start)  # [a, b, pos, v]
+        head = self.corrupt_logits[:, :start]
+        return torch.tensor([self._value(torch.cat([head, tail[r]], 1))
+                             for r in range(len(alphas))])
+
     def top(self, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
         """[(token, prob)]: the k likeliest tokens after the last position of prompt 0 of
         `logits` [batch, pos, vocab] (e.g. `clean_logits`)."""

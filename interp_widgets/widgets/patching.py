@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import traitlets as t
 
 from ..analysis.metrics import logit_diff
@@ -24,7 +25,9 @@ class PatchingView(BaseWidget):
 
     Click cells to select them (several at once, across grids); the slider alpha then sets those
     activations to alpha * clean + (1 - alpha) * corrupt, and the metric and the top-5 next tokens
-    are recomputed in the kernel. alpha outside [0, 1] is clipped, and the view says so.
+    are recomputed in the kernel; a curve shows the metric over alpha 0 .. 1 for the selection.
+    The controls sit beside the grids and stay in view while they scroll. alpha outside [0, 1]
+    is clipped, and the view says so.
     metric: logits -> scalar (default `logit_diff(answer, wrong)`)."""
 
     _view = t.Unicode("patching").tag(sync=True)
@@ -94,11 +97,29 @@ class PatchingView(BaseWidget):
                 "value": out.value, "normalized": out.normalized,
                 "top": [[tok, prob] for tok, prob in out.top]}
 
+    def curve(self, cells: Sequence[Cell | Sequence[Any]], n: int = 11) -> dict[str, Any]:
+        """The metric over alpha = 0 .. 1 (n points) with `cells` patched (`Patcher.alpha_curve`):
+        {"alphas", "values", "normalized" (None when clean and corrupt tie)}, float32 arrays."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= 101:
+            raise ValueError(f"n must be an integer in 2 .. 101 (points on the curve), got {n!r}")
+        alphas = torch.linspace(0, 1, n)
+        values = self.patcher.alpha_curve([_cell(c) for c in cells], alphas.tolist())
+        gap = self.patcher.clean_value - self.patcher.corrupt_value
+        norm = (values - self.patcher.corrupt_value) / gap if abs(gap) > 1e-9 else None
+        return {"alphas": encode_array(alphas), "values": encode_array(values),
+                "normalized": None if norm is None else encode_array(norm)}
+
     @request_handler("patch")
     def _patch(self, cells: list, alpha: float) -> dict[str, Any]:
         if not isinstance(cells, list):
             raise ValueError("cells must be a list of [component, layer, pos, head]")
         return self.patch(cells, alpha)
+
+    @request_handler("curve")
+    def _curve(self, cells: list, n: int = 11) -> dict[str, Any]:
+        if not isinstance(cells, list):
+            raise ValueError("cells must be a list of [component, layer, pos, head]")
+        return self.curve(cells, n)
 
     @property
     def data(self) -> dict[str, tuple[PatchResult, PatchResult]]:

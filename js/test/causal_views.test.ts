@@ -3,11 +3,21 @@
 import { describe, expect, it, vi } from "vitest";
 import { encodeArray } from "../src/codec";
 import { fmt } from "../src/components/dom";
+import { stickyOffset } from "../src/components/keep_in_view";
 import { cleanUpAfterEach, click, mount, over, tick } from "./mount";
 
 const EVIL = '<img src=x onerror="window.__pwned=1">';
 
 cleanUpAfterEach();
+
+describe("keeping the patching controls in view", () => {
+  it("follows the visible top inside the container, never above it or past its bottom", () => {
+    expect(stickyOffset(0, 100, 2000, 700)).toBe(0); // container top still visible
+    expect(stickyOffset(0, -400, 2000, 700)).toBe(400); // scrolled 400 px past its top
+    expect(stickyOffset(60, -400, 2000, 700)).toBe(460); // a scroller whose top is at 60 px
+    expect(stickyOffset(0, -1800, 2000, 700)).toBe(1300); // stops at the container's bottom
+  });
+});
 
 describe("patching view", () => {
   const f32 = (v: number[], shape: number[]) => encodeArray(v, shape, "float32");
@@ -63,6 +73,32 @@ describe("patching view", () => {
     expect(out.querySelector(".iw-patch-value")!.textContent).toBe("0.7500");
     expect(root.querySelector(".iw-patch-top")!.textContent).toContain("Mary");
     expect(root.querySelector("img")).toBeNull();
+  });
+
+  it("puts the controls beside the grids and draws the metric over alpha for the selection", async () => {
+    const one = [["resid_pre", 0, 1, null]];
+    const curve = { alphas: f32([0, 0.5, 1], [3]), values: f32([-1, 0.5, 2], [3]), normalized: f32([0, 0.5, 1], [3]) };
+    const { el } = mount(state(), [["curve", { cells: one, n: 11 }, curve], ["patch", { cells: one, alpha: 1 }, reply(1)], ["patch", { cells: one, alpha: 0.5 }, reply(0.5)]]);
+    const root = el.querySelector(".iw-root") as HTMLElement;
+    const layout = root.querySelector(".iw-patch-layout")!;
+    expect(Array.from(layout.children).map((c) => c.className)).toEqual(["iw-patch-grids", "iw-patch-live"]);
+    expect(layout.querySelector(".iw-patch-grids .iw-heatgrid")).not.toBeNull();
+    expect(layout.querySelector(".iw-patch-live input.iw-patch-alpha")).not.toBeNull();
+    expect(root.querySelector(".iw-patch-curve-slot")!.textContent).toContain("select cells");
+    click(root.querySelector(".iw-heatgrid[data-kind='exact'][data-component='resid_pre'] [data-row='0'][data-col='1']")!);
+    await vi.waitFor(() => expect(root.querySelector("svg.iw-patch-curve")).not.toBeNull(), { timeout: 3000 });
+    const dots = Array.from(root.querySelectorAll("circle.iw-curve-dot"), (c) => [Number(c.getAttribute("data-alpha")), Number(c.getAttribute("data-value"))]);
+    expect(dots).toEqual([[0, 0], [0.5, 0.5], [1, 1]]);
+    const ys = Array.from(root.querySelectorAll("circle.iw-curve-dot"), (c) => Number(c.getAttribute("cy")));
+    expect(ys[0]).toBeGreaterThan(ys[1]); // higher metric, higher on the chart
+    expect(ys[1]).toBeGreaterThan(ys[2]);
+    expect(root.querySelector(".iw-patch-curve-slot .iw-patch-title")!.textContent).toContain("0 = corrupt run, 1 = clean run");
+    const marker = () => Number(root.querySelector("line.iw-curve-marker")!.getAttribute("data-alpha"));
+    expect(marker()).toBe(1);
+    const slider = root.querySelector("input.iw-patch-alpha") as HTMLInputElement;
+    slider.value = "0.5";
+    slider.dispatchEvent(new Event("input", { bubbles: true }));
+    expect(marker()).toBe(0.5);
   });
 
   it("says when alpha was clipped", async () => {

@@ -128,6 +128,62 @@ describe("attention view", () => {
     expect(spans[2].classList.contains("iw-focus")).toBe(true);
   });
 
+  it("the enlarged pattern has query tokens on its rows, key tokens on its columns, and a legend", async () => {
+    const { el } = mount(state(), [["pattern", { layer: 1, head: 0 }, { pattern, scale: 1 }]]);
+    click(el.querySelector('canvas.iw-head-thumb[data-layer="1"][data-head="0"]')!);
+    await tick();
+    const detail = el.querySelector(".iw-head-detail")!;
+    const q = Array.from(detail.querySelectorAll(".iw-pattern-qlabels .iw-pattern-qlabel"), (e) => e.textContent);
+    const k = Array.from(detail.querySelectorAll(".iw-pattern-klabels .iw-pattern-klabel"), (e) => e.textContent);
+    const shown = tokens.map((t) => t.replace(/ /g, "·"));
+    expect(q).toEqual(shown);
+    expect(k).toEqual(shown);
+    expect(detail.querySelector(".iw-axis-q")!.textContent).toContain("query");
+    expect(detail.querySelector(".iw-axis-k")!.textContent).toContain("key");
+    const legendEl = detail.querySelector(".iw-attn-legend")!;
+    expect(legendEl.textContent).toContain("attention weight");
+    expect(Array.from(legendEl.querySelectorAll(".iw-attn-legend-ticks span"), (e) => e.textContent)).toEqual(["0", "0.5", "1"]);
+  });
+
+  it("a long prompt labels every k-th token so labels stay readable", async () => {
+    const m = 120;
+    const many = Array.from({ length: m }, (_, i) => ` t${i}`);
+    const big = encodeArray(new Array(m * m).fill(0.01), [m, m], "float16");
+    const st = { ...state(), tokens: many, thumbs: encodeArray(new Array(L * H * 4).fill(1), [L, H, 2, 2], "uint8") };
+    const { el } = mount(st, [["pattern", { layer: 0, head: 0 }, { pattern: big, scale: 1 }]]);
+    click(el.querySelector('canvas.iw-head-thumb[data-layer="0"][data-head="0"]')!);
+    await tick();
+    const labels = Array.from(el.querySelectorAll(".iw-pattern-qlabel"), (e) => e.textContent);
+    expect(labels.length).toBe(m);
+    const named = labels.filter((t) => t !== "");
+    expect(named.length).toBeLessThan(m / 2); // 360 px / 120 rows = 3 px: every 3rd
+    expect(labels[0]).toBe("·t0");
+    expect(labels[m - 1]).toBe(`·t${m - 1}`);
+  });
+
+  it("sort, threshold and the enlarged head survive a re-run (a new _rev)", async () => {
+    const { el, model } = mount(state(), [["pattern", { layer: 1, head: 0 }, { pattern, scale: 1 }]]);
+    const sort = el.querySelector("select.iw-head-sort") as HTMLSelectElement;
+    sort.value = "previous_token";
+    sort.dispatchEvent(new Event("change"));
+    const threshold = el.querySelector(".iw-head-threshold") as HTMLInputElement;
+    threshold.value = "0.25";
+    threshold.dispatchEvent(new Event("input"));
+    click(el.querySelector('canvas.iw-head-thumb[data-layer="1"][data-head="0"]')!);
+    await tick();
+    model.set("prompt", "a b again");
+    model.set("_rev", 1); // what set_prompt does after recomputing
+    await tick();
+    expect((el.querySelector("select.iw-head-sort") as HTMLSelectElement).value).toBe("previous_token");
+    expect((el.querySelector(".iw-head-threshold") as HTMLInputElement).value).toBe("0.25");
+    expect(el.querySelectorAll("canvas.iw-head-thumb").length).toBe(3); // 0.9, 0.5, 0.3 >= 0.25
+    expect(el.querySelector('.iw-head-detail[data-layer="1"][data-head="0"]')).not.toBeNull();
+    expect(el.querySelector(".iw-head-cell.iw-active")!.getAttribute("data-layer")).toBe("1");
+    (el.querySelector(".iw-head-detail .iw-close") as HTMLElement).click();
+    model.set("_rev", 2);
+    expect(el.querySelector(".iw-head-detail")).toBeNull(); // closed stays closed
+  });
+
   it("in a static export the prompt is disabled, with a note", () => {
     const { el } = mount(state(), [], false);
     const controls = el.querySelectorAll("[data-needs-kernel]");

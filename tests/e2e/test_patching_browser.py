@@ -117,6 +117,44 @@ def test_alpha_outside_the_range_is_clipped_and_said(page):
     assert float(shown["value"]) == pytest.approx(want, abs=1e-5) and cells == 2
 
 
+def test_curve_over_alpha_and_controls_beside_the_grids(page, artifacts_dir):
+    """The curve shows the kernel's metric over alpha for the selected cells, and the controls
+    stay on screen (sticky) when the notebook is scrolled down past the top of the grids."""
+    root = page.page.locator(PATCH)
+    root.locator(".iw-patch-clear").click()
+    diff = page.run_json("print(json.dumps([i for i, (a, b) in enumerate(zip("
+                         "view.clean_tokens, view.corrupt_tokens)) if a != b]))")[0]
+    _cell(root, "resid_pre", 0, diff).click()
+    root.locator("svg.iw-patch-curve").wait_for(timeout=30_000)
+    page.page.wait_for_function(
+        "sel => document.querySelector(sel + ' .iw-patch-curve-slot').dataset.cells === '1'",
+        arg=PATCH, timeout=30_000)
+    dots = root.locator("circle.iw-curve-dot").evaluate_all(
+        "els => els.map(e => [Number(e.dataset.alpha), Number(e.dataset.value)])")
+    want = page.run_json(f"p = view.patcher\nv = p.alpha_curve([Cell('resid_pre', 0, {diff})], "
+                         "[i / 10 for i in range(11)])\n"
+                         "print(json.dumps([float(x) for x in p.normalize(v)]))")
+    assert [a for a, _ in dots] == pytest.approx([i / 10 for i in range(11)], abs=1e-6)
+    assert [v for _, v in dots] == pytest.approx(want, abs=1e-3)
+    grids, live = root.locator(".iw-patch-grids"), root.locator(".iw-patch-live")
+    grids.evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.page.wait_for_timeout(300)
+    g, c = grids.bounding_box(), live.bounding_box()
+    assert c["x"] >= g["x"] + g["width"] - 1, (g, c)  # beside, not below
+    assert c["y"] < g["y"] + 200  # starts at the top of the grids, not 1,200 px down
+    # scroll the notebook so the grids' top is far above the window: the controls stay in view
+    grids.evaluate("el => el.scrollIntoView({block: 'end'})")
+    page.page.wait_for_timeout(300)
+    g, c = grids.bounding_box(), live.bounding_box()
+    height = page.page.viewport_size["height"]
+    assert g["y"] < 0 and 0 <= c["y"] < height and c["y"] + 40 < height, (g, c)
+    assert g["y"] + g["height"] >= c["y"] + c["height"] - 1  # and never past the grids' end
+    assert live.locator("input.iw-patch-alpha").is_visible()
+    page.page.screenshot(path=str(artifacts_dir / "lab-patching-sticky.png"))
+    # JupyterLab hides cells far out of view: bring the next tests' views back
+    page.page.locator(STEER).scroll_into_view_if_needed()
+
+
 def test_steering_slider_regenerates(page):
     root = page.page.locator(STEER)
     before = root.get_attribute("data-coeff")
@@ -140,7 +178,8 @@ def test_steering_slider_regenerates(page):
                    "{bubbles: true})); }")
     page.page.wait_for_function(f"() => document.querySelector(\"{STEER}\").dataset.layer"
                                 " === '2'", timeout=60_000)
-    assert "at layer 2" in root.locator(".iw-steer-steered").inner_text()
+    # text_content: JupyterLab stops rendering cells far out of view (inner_text is then "")
+    assert "at layer 2" in root.locator(".iw-steer-steered").text_content()
     steered = root.locator(".iw-steer-steered .iw-token").evaluate_all(
         "els => els.map(e => e.textContent)")
     want = page.run_json("g = generate(model, 'When Mary', steer=[(sv, 2, 8.0)], "

@@ -2,12 +2,14 @@
 // State: tokens string[], n_layers, n_heads, thumbs uint8 [L, H, s, s] (0..255 = 0..1),
 // scores [{name, values: float32 [L, H]}], prompt, can_rerun, _rev.
 // Request "pattern" {layer, head} -> {pattern: [q, k] (float16, or uint8 x scale), scale}.
+// Sort, threshold and the enlarged head are view state: kept when the prompt is re-run (or the
+// theme changes), so a re-run shows the same head for the new text.
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h, select } from "../components/dom";
 import { cssRgb, drawMatrix } from "../components/matrix";
 import { tintClass } from "../components/scale";
 import { promptBar } from "../components/prompt";
-import { tokenAt, tokenStrip } from "../components/tokens";
+import { displayToken, tokenAt, tokenStrip } from "../components/tokens";
 import { ask, type View, type ViewContext } from "../view";
 
 interface Score {
@@ -21,6 +23,16 @@ interface Pattern {
 
 const ATTN_RGB: [number, number, number] = [31, 119, 180];
 const label = (name: string) => name.replace(/_/g, "-");
+/** The smallest axis-label pitch (px) worth labelling every token at; below it, every k-th. */
+const LABEL_PX = 9;
+const PATTERN_PX = 360;
+
+/** What the reader chose, kept across redraws. */
+interface AttnState {
+  sort: string;
+  threshold: string;
+  head: [number, number] | null;
+}
 
 export const attentionView: View = (ctx) => {
   const { model, root } = ctx;
@@ -28,9 +40,10 @@ export const attentionView: View = (ctx) => {
   const body = h("div", { class: "iw-attn-body" });
   root.append(toolbar, body);
   let dispose = () => {};
+  const state: AttnState = { sort: "layer", threshold: "0", head: null };
   const build = () => {
     dispose();
-    dispose = renderBody(ctx, toolbar, body);
+    dispose = renderBody(ctx, toolbar, body, state);
   };
   build();
   model.on("change:_rev", build);
@@ -53,7 +66,7 @@ export const attentionView: View = (ctx) => {
   };
 };
 
-function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement): () => void {
+function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement, state: AttnState): () => void {
   const { model, root } = ctx;
   const tokens: string[] = model.get("tokens");
   const L: number = model.get("n_layers");
@@ -73,6 +86,8 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement): 
     class: "iw-head-threshold",
     attrs: { type: "range", min: 0, max: 1, step: 0.01, value: 0, "aria-label": "score threshold" },
   });
+  if (Array.from(sort.options).some((o) => o.value === state.sort)) sort.value = state.sort;
+  (threshold as HTMLInputElement).value = state.threshold;
   const thresholdText = h("span", { class: "iw-muted iw-threshold-text" });
   const count = h("span", { class: "iw-muted" });
   toolbar.replaceChildren(
@@ -159,7 +174,11 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement): 
       alive = false;
       panel.remove();
     };
-    close.addEventListener("click", () => closeDetail());
+    state.head = [l, hd];
+    close.addEventListener("click", () => {
+      state.head = null;
+      closeDetail();
+    });
     const p = await fetchPattern(l, hd);
     if (!alive) return;
     if (!p) {
@@ -175,9 +194,16 @@ function renderBody(ctx: ViewContext, toolbar: HTMLElement, body: HTMLElement): 
     if (c) void open(Number(c.dataset.layer), Number(c.dataset.head));
   };
   grid.addEventListener("click", onGridClick);
-  sort.addEventListener("change", drawGrid);
-  threshold.addEventListener("input", drawGrid);
+  sort.addEventListener("change", () => {
+    state.sort = sort.value;
+    drawGrid();
+  });
+  threshold.addEventListener("input", () => {
+    state.threshold = (threshold as HTMLInputElement).value;
+    drawGrid();
+  });
   drawGrid();
+  if (state.head && state.head[0] < L && state.head[1] < H) void open(state.head[0], state.head[1]);
   return () => closeDetail();
 }
 
@@ -232,5 +258,46 @@ function patternPanel(p: Pattern, tokens: string[], rgb: [number, number, number
   });
   overlay.addEventListener("mouseleave", () => crosshair(null, null));
   const wrap = h("div", { class: "iw-pattern-wrap" }, [canvas, overlay]);
-  return [h("div", { class: "iw-pattern-row" }, [wrap, info]), strip.el];
+  return [h("div", { class: "iw-pattern-row" }, [patternAxes(wrap, tokens, n), h("div", { class: "iw-attn-side" }, [attentionLegend(rgb), info])]), strip.el];
+}
+
+/** The pattern with its query tokens down the left (rows) and key tokens along the bottom
+ * (columns), every token where there is room for it, every k-th otherwise. */
+function patternAxes(wrap: HTMLElement, tokens: string[], n: number): HTMLElement {
+  const pitch = PATTERN_PX / Math.max(1, n);
+  const every = pitch >= LABEL_PX ? 1 : Math.ceil(LABEL_PX / pitch);
+  const font = `${Math.max(7, Math.min(11, Math.floor(pitch * 0.9)))}px`;
+  const text = (i: number) => (i % every === 0 || i === n - 1 ? displayToken(tokens[i] ?? "") : "");
+  const labels = (cls: string) => {
+    const box = h("div", { class: `iw-pattern-labels ${cls}` });
+    box.style.fontSize = font;
+    for (let i = 0; i < n; i++) {
+      const t = text(i);
+      box.append(h("span", { class: cls.replace(/s$/, ""), text: t, attrs: { "data-pos": i, title: `${i} ${JSON.stringify(tokens[i] ?? "")}` } }));
+    }
+    return box;
+  };
+  const q = labels("iw-pattern-qlabels");
+  q.style.gridTemplateRows = `repeat(${n}, 1fr)`;
+  const k = labels("iw-pattern-klabels");
+  k.style.gridTemplateColumns = `repeat(${n}, 1fr)`;
+  return h("div", { class: "iw-pattern-axes" }, [
+    h("div", { class: "iw-axis-title iw-axis-q iw-muted", text: "query (row) ↓" }),
+    q,
+    wrap,
+    h("div", {}),
+    k,
+    h("div", {}),
+    h("div", { class: "iw-axis-title iw-axis-k iw-muted", text: "key (column) →" }),
+  ]);
+}
+
+/** The colour key: attention weight 0 .. 1 as the opacity of the theme's attention hue. */
+function attentionLegend(rgb: [number, number, number]): HTMLElement {
+  const bar = h("span", { class: "iw-attn-legend-bar" });
+  bar.style.background = `linear-gradient(to right, rgba(${rgb.join(",")}, 0), rgba(${rgb.join(",")}, 1))`;
+  return h("div", { class: "iw-attn-legend", attrs: { role: "img", "aria-label": "attention weight from 0 to 1" } }, [
+    h("span", { class: "iw-muted", text: "attention weight" }),
+    h("span", { class: "iw-attn-legend-scale" }, [bar, h("span", { class: "iw-attn-legend-ticks" }, [h("span", { text: "0" }), h("span", { text: "0.5" }), h("span", { text: "1" })])]),
+  ]);
 }

@@ -7,9 +7,14 @@
 // top_clean, top_corrupt [[token, prob]].
 // Request "patch" {cells: [[component, layer, pos | null, head | null]], alpha} ->
 // {alpha, requested_alpha, clipped, value, normalized, top: [[token, prob]]}.
+// Request "curve" {cells, n} -> {alphas, values, normalized: float32 [n] | null}: the metric over
+// alpha for the selection, drawn as a curve with the slider's alpha marked.
+// Layout: the grids on the left, the controls (selection, slider, curve, top tokens) in a column
+// beside them that stays in view while the grids scroll (components/keep_in_view.ts).
 import { decodeArray, type EncodedArray } from "../codec";
 import { fmt, h } from "../components/dom";
 import { gridCellAt, heatGrid, pairHeader } from "../components/heatgrid";
+import { keepInView } from "../components/keep_in_view";
 import { ownKeys } from "../components/keys";
 import { chooseScale, legend } from "../components/scale";
 import { topkTable } from "../components/table";
@@ -37,7 +42,56 @@ interface PatchReply {
   top: [string, number][];
 }
 
+interface CurveReply {
+  alphas: EncodedArray;
+  values: EncodedArray;
+  normalized: EncodedArray | null;
+}
+
 type CellKey = string; // JSON of [component, layer, pos, head]
+
+const SVG = "http://www.w3.org/2000/svg";
+const svg = (tag: string, attrs: Record<string, string | number>, text?: string) => {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+};
+
+/** The metric over alpha (x 0 .. 1) as an SVG line with dots, axes with ticks, and a marker at
+ * the current alpha. ys on the 0 (corrupt) .. 1 (clean) scale when `normalized`. */
+export function alphaCurve(alphas: ArrayLike<number>, ys: ArrayLike<number>, current: number, normalized: boolean): SVGSVGElement {
+  const W = 300;
+  const Ht = 170;
+  const m = { l: 40, r: 10, t: 10, b: 32 };
+  const finite = Array.from(ys).filter(Number.isFinite);
+  let lo = Math.min(...finite, normalized ? 0 : Infinity);
+  let hi = Math.max(...finite, normalized ? 1 : -Infinity);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) [lo, hi] = [0, 1];
+  if (hi - lo < 1e-9) [lo, hi] = [lo - 0.5, hi + 0.5];
+  const x = (a: number) => m.l + a * (W - m.l - m.r);
+  const y = (v: number) => m.t + (1 - (v - lo) / (hi - lo)) * (Ht - m.t - m.b);
+  const root = svg("svg", { class: "iw-patch-curve", viewBox: `0 0 ${W} ${Ht}`, width: W, height: Ht, role: "img", "aria-label": "metric over alpha" }) as SVGSVGElement;
+  root.append(svg("line", { class: "iw-curve-axis", x1: m.l, x2: W - m.r, y1: Ht - m.b, y2: Ht - m.b }));
+  root.append(svg("line", { class: "iw-curve-axis", x1: m.l, x2: m.l, y1: m.t, y2: Ht - m.b }));
+  for (const a of [0, 0.5, 1]) root.append(svg("text", { class: "iw-curve-tick", x: x(a), y: Ht - m.b + 12, "text-anchor": "middle" }, String(a)));
+  const yTicks = normalized ? [0, 0.5, 1] : [lo, (lo + hi) / 2, hi];
+  for (const v of yTicks) {
+    root.append(svg("line", { class: "iw-curve-grid", x1: m.l, x2: W - m.r, y1: y(v), y2: y(v) }));
+    root.append(svg("text", { class: "iw-curve-tick", x: m.l - 4, y: y(v) + 3, "text-anchor": "end" }, normalized ? v.toFixed(1) : fmt(v)));
+  }
+  root.append(svg("text", { class: "iw-curve-label", x: (m.l + W - m.r) / 2, y: Ht - 4, "text-anchor": "middle" }, "α (0 = corrupt activations, 1 = clean)"));
+  const pts = Array.from(alphas, (a, i) => [x(a), y(ys[i])] as const).filter(([, v]) => Number.isFinite(v));
+  root.append(svg("polyline", { class: "iw-curve-line", points: pts.map((p) => p.join(",")).join(" "), fill: "none" }));
+  Array.from(alphas).forEach((a, i) => {
+    if (!Number.isFinite(ys[i])) return;
+    const dot = svg("circle", { class: "iw-curve-dot", cx: x(a), cy: y(ys[i]), r: 2.5, "data-alpha": a, "data-value": ys[i] });
+    dot.append(svg("title", {}, `α ${fmt(a)}: ${fmt(ys[i])}`));
+    root.append(dot);
+  });
+  root.append(svg("line", { class: "iw-curve-marker", x1: x(current), x2: x(current), y1: m.t, y2: Ht - m.b, "data-alpha": current }));
+  return root;
+}
 
 export const patchingView: View = (ctx) => {
   const { model, root } = ctx;
@@ -63,14 +117,18 @@ export const patchingView: View = (ctx) => {
     const scale = chooseScale(both, { cmap: "diverging", center: 0 });
     // header nodes are built per grid: a DOM node lives in one place only
     const cols = () => g.cols.map((c) => (g.col_kind === "pos" ? pairHeader(clean[c as number], corrupt[c as number]) : String(c)));
+    const corner = g.col_kind === "head" ? "layer \\ head" : g.col_kind === "pos" ? "layer \\ pos" : "layer";
     const make = (kind: string, values: ArrayLike<number>) => {
       const grid = heatGrid({
         rows: g.rows,
         cols: cols(),
-        corner: g.col_kind === "head" ? "layer \\ head" : g.col_kind === "pos" ? "layer \\ position" : "layer",
+        corner,
         attrs: { "data-component": g.component, "data-kind": kind, "data-grid": String(gi) },
       });
       grid.paint(values, scale);
+      // narrower columns than the heatgrid's default, so a prompt of about 20 tokens fits beside
+      // the controls column in a 1,400 px window (wider prompts scroll inside their box)
+      grid.el.style.gridTemplateColumns = `max-content repeat(${g.cols.length}, minmax(30px, 40px))`;
       return grid;
     };
     const exactGrid = make("exact", exact);
@@ -121,8 +179,12 @@ export const patchingView: View = (ctx) => {
     clear,
   ]);
 
-  const live = h("div", { class: "iw-patch-live" }, [selection, ownKeys(controls), readout, tops]);
-  root.append(header, ...sections.map((s) => s.section), live);
+  const curveSlot = h("div", { class: "iw-patch-curve-slot" });
+  const live = h("div", { class: "iw-patch-live" }, [selection, ownKeys(controls), readout, curveSlot, tops]);
+  const gridsCol = h("div", { class: "iw-patch-grids" }, sections.map((s) => s.section));
+  const layout = h("div", { class: "iw-patch-layout" }, [gridsCol, live]);
+  root.append(header, layout);
+  const stopKeeping = keepInView(live, layout);
 
   // ---- selection -------------------------------------------------------------------------
   const cellOf = (g: GridState, row: number, col: number): [string, number, number | null, number | null] => [
@@ -157,13 +219,43 @@ export const patchingView: View = (ctx) => {
     }
     showSelection();
     schedule();
+    void fetchCurve();
   });
   clear.addEventListener("click", () => {
     selected.forEach((pair) => pair.forEach((c) => c.classList.remove("iw-selected")));
     selected.clear();
     showSelection();
     schedule();
+    void fetchCurve();
   });
+
+  // ---- the metric over alpha for the selection ------------------------------------------
+  let curve: { alphas: Float32Array; ys: Float32Array; normalized: boolean } | null = null;
+  let curveSeq = 0;
+  const drawCurve = () => {
+    if (!curve) return;
+    const label = curve.normalized ? "metric over α (0 = corrupt run, 1 = clean run)" : `${model.get("metric_name")} over α`;
+    curveSlot.replaceChildren(h("div", { class: "iw-patch-title", text: label }), alphaCurve(curve.alphas, curve.ys, Math.min(1, Math.max(0, currentAlpha())), curve.normalized));
+  };
+  async function fetchCurve() {
+    if (!ctx.live) {
+      curveSlot.replaceChildren(h("div", { class: "iw-muted", text: "the curve over α needs a running kernel" }));
+      return;
+    }
+    const cells = [...selected.keys()].map((k) => JSON.parse(k));
+    if (!cells.length) {
+      curve = null;
+      curveSlot.replaceChildren(h("div", { class: "iw-muted", text: "select cells to see the metric over α" }));
+      return;
+    }
+    const mine = ++curveSeq;
+    const r = await ask<CurveReply>(ctx, "curve", { cells, n: 11 });
+    if (!r || mine !== curveSeq) return;
+    const norm = r.normalized ? (decodeArray(r.normalized).data as Float32Array) : null;
+    curve = { alphas: decodeArray(r.alphas).data as Float32Array, ys: norm ?? (decodeArray(r.values).data as Float32Array), normalized: norm !== null };
+    drawCurve();
+    curveSlot.dataset.cells = String(cells.length);
+  }
 
   root.addEventListener("mouseover", (e) => {
     const hit = gridCellAt(e.target);
@@ -224,13 +316,17 @@ export const patchingView: View = (ctx) => {
   }
   slider.addEventListener("input", () => {
     number.value = slider.value;
+    drawCurve();
     schedule();
   });
   number.addEventListener("change", () => {
     if (number.value.trim() === "" || !Number.isFinite(Number(number.value))) return;
     const a = Number(number.value);
     slider.value = String(Math.min(1, Math.max(0, a)));
+    drawCurve();
     schedule();
   });
   showSelection();
+  void fetchCurve();
+  return stopKeeping;
 };
