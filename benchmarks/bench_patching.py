@@ -65,6 +65,18 @@ def same_length(model, clean, corrupt, io, s, n):
             [s[i] for i in keep])
 
 
+def random_llama(n_layers: int, folder: str) -> str:
+    """A random Llama-architecture checkpoint of real small-model widths (d_model 576, 9 heads /
+    3 KV heads, d_mlp 1536, as SmolLM-135M) with the demo tokenizer, saved to `folder`."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import archs
+
+    _, path = archs.build("llama", Path(folder), n_layers=n_layers, hidden_size=576,
+                          num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536,
+                          max_position_embeddings=2048, initializer_range=0.1)
+    return str(path)
+
+
 def sweep_bench(model, n_prompts: int, repeats: int) -> dict:
     from transformer_lens import patching as tlp
 
@@ -193,10 +205,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-slider", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--random-llama", type=int, metavar="LAYERS",
+                        help="sweep a random Llama of this many layers (see random_llama) "
+                             "instead of --model; prints only")
+    parser.add_argument("--components", nargs="*", default=list(COMPONENTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import interp_widgets as iw
 
+    global COMPONENTS
+    COMPONENTS = tuple(args.components)
+    if args.random_llama:
+        import tempfile
+
+        args.model = random_llama(args.random_llama, tempfile.mkdtemp())
+        args.no_write = args.no_slider = True
     model = iw.load_model(args.model, device="cpu")
     sw = sweep_bench(model, args.prompts, args.repeats)
     print(json.dumps(sw, indent=1))
