@@ -353,3 +353,50 @@ def test_investigation_view_streams_steps_and_stops_on_request(model, induction,
     assert seen == sorted(seen) and seen[0] >= 1  # steps arrived one by one
     assert [c["statement"] for c in view.claims] == [c.statement for c in inv.claims_list]
     assert view.answer("stop", {})["result"] == {"stopped": False}  # nothing left to stop
+
+
+# ---- SAE features -------------------------------------------------------------------------------
+
+
+def test_feature_knockout_equals_the_sae_splice_ablation(model):
+    """Zeroing one feature while keeping the SAE's error term, as `sae.splice` does it."""
+    from interp_widgets.sae.splice import ablate, run_with_saes
+
+    sae = iw.demo.load_sae()
+    b = Behaviour.article(model, n=4)
+    feat = int(iw.find_features(model, sae, " an", against=" a", k=1).feature[0])
+    e = unit_effect(model, b, Unit("feature", 1, feat), mode="zero", sae=sae)
+    want = []
+    for i, toks in enumerate(b.tokens(model)):
+        run = run_with_saes(model, toks, [sae], use_error_term=True, edits=[ablate(sae, feat)])
+        want.append(float(b.metric([i]).bind(model).per_row(run.logits)[0]))
+    assert e.knocked_out.tolist() == pytest.approx(want, abs=1e-3)
+
+
+def test_find_features_ranks_decoder_directions_through_the_unembedding(model):
+    sae = iw.demo.load_sae()
+    df = iw.find_features(model, sae, " an", against=" a", k=3)
+    dirs = sae.feature_directions().detach().float()
+    dirs = dirs - dirs.mean(-1, keepdim=True)  # the demo is a LayerNorm model
+    a, w = (model.tokenizer.encode(t, add_special_tokens=False)[0] for t in (" an", " a"))
+    want = dirs @ (model.bridge.W_U[:, a] - model.bridge.W_U[:, w]).float()
+    assert df.feature.tolist() == want.topk(3).indices.tolist()
+    assert df.effect.tolist() == pytest.approx(want.topk(3).values.tolist(), rel=1e-4)
+
+
+def test_plan_with_an_sae_checks_features_and_steering_moves_the_metric(model):
+    sae = iw.demo.load_sae()
+    b = Behaviour.article(model, n=16)
+    inv = investigate(model, b, sae=sae, max_units=2)
+    assert "feature_search" in [s.tool for s in inv.steps]
+    feats = [c for c in inv.claims_list if c.kind == "feature"]
+    assert feats and all(c.statement.startswith(f"L1F{c.index}") for c in feats)
+    top = int(iw.find_features(model, sae, " an", against=" a", k=1).feature[0])
+    out = call_tool(Context(model, b.subset([i for i, a in enumerate(b.answer) if a == " a"]),
+                            sae=sae), "steer_feature", {"index": top, "coeff": 8.0})
+    # on prompts whose answer is " a", pushing the " an" feature lowers logit(a) - logit(an)
+    assert out["high"] < 0 and out["low"] <= out["shift"] <= out["high"]
+    with pytest.raises(ToolError, match="must be a number"):
+        call_tool(Context(model, b, sae=sae), "steer_feature", {"index": 1, "coeff": "big"})
+    with pytest.raises(ToolError, match="needs an SAE"):
+        call_tool(Context(model, b), "feature_search", {})

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from .feature_scan import scan_features  # noqa: F401  (re-exported)
+from .logit_lens import single_token_id
 from .neurons import _token_table
 
 if TYPE_CHECKING:
@@ -44,6 +45,24 @@ def _direction(model: Model, sae: Any) -> torch.Tensor:
     if str(model.cfg.normalization_type).startswith("LN"):
         w = w - w.mean(dim=-1, keepdim=True)  # LayerNorm removes the mean anyway
     return w
+
+
+def find_features(model: Model, sae: Any, token: str, *, against: str | None = None,
+                  k: int = 10) -> pd.DataFrame:
+    """The k features whose decoder direction most raises `token`'s logit (per unit of
+    activation, through the unembedding; centred when the model uses LayerNorm), or the logit
+    difference ``token - against``: the SAE counterpart of `find_neurons`. Columns: feature,
+    effect."""
+    ids = [single_token_id(model, t) for t in (token, against) if t is not None]
+    if len(ids) == 2 and ids[0] == ids[1]:
+        raise ValueError(f"against={against!r} is the token itself; give a rival token.")
+    with torch.no_grad():
+        u = model.bridge.W_U[:, ids[0]].float()
+        if len(ids) == 2:
+            u = u - model.bridge.W_U[:, ids[1]].float()
+        effect = (_direction(model, sae) @ u).cpu()  # [d_sae]
+    top = effect.topk(min(k, effect.numel()))
+    return pd.DataFrame({"feature": top.indices.tolist(), "effect": top.values.tolist()})
 
 
 @dataclass

@@ -5,12 +5,14 @@ The offline plan (no network, deterministic):
 2. With corrupt twins, localise: `patch_layers`, `patch_heads` (denoising, every position).
 3. Decompose: `direct_logit_attribution` (heads, MLPs, neurons, averaged over prompts).
 4. Type the heads: `head_types` (previous-token / induction / duplicate-token scores).
-5. Find units: `neuron_search` (neurons whose weights write the answer) when the behaviour has
-   at most 4 distinct answer/wrong pairs.
+5. Find units: `neuron_search` (neurons whose weights write the answer) and, given an SAE,
+   `feature_search` (features whose decoder does), when the behaviour has at most 4 distinct
+   answer/wrong pairs.
 6. Candidates: heads restoring >= 10% under patching or writing >= 10% of the logit difference,
    and every typed head (a type says what a head does, not that this behaviour uses it);
    layers whose attention/MLP output restores >= 20%; neurons writing >= 5%; the two best
-   `neuron_search` neurons per answer (checked on the prompts with that answer); at most
+   `neuron_search` neurons and `feature_search` features per answer (checked on the prompts
+   with that answer); at most
    `max_units` of each kind, strongest first.
 7. Verify every candidate with `ablate` (corrupt twin or mean ablation) and record a claim,
    verified or refuted (see `investigation`).
@@ -152,6 +154,16 @@ def run_plan(runner: Runner, *, min_effect: float, min_score: float, max_units: 
                 add("neuron", f["layer"], f["index"], 1.0, s.id,
                     prompts=f"answer={f['for']}" if multi else "all",
                     note=f"writes {f['for']!r}")
+    if runner.ctx.sae is not None and pairs and len(pairs) <= 4:
+        s = go("feature_search", {"k": 2})
+        if s is None:
+            return
+        if s.result:
+            multi = len({a for a, _ in pairs}) > 1
+            for f in s.result["features"]:
+                add("feature", f["layer"], f["index"], 1.0, s.id,
+                    prompts=f"answer={f['for']}" if multi else "all",
+                    note=f"writes {f['for']!r}")
     type_of = {}
     if types.result:
         for t in types.result["typed"]:
@@ -163,7 +175,7 @@ def run_plan(runner: Runner, *, min_effect: float, min_score: float, max_units: 
         if whole is not None:
             cands[key]["found_by"] += whole["found_by"]
     chosen: list[dict] = []
-    for kind in ("component", "head", "neuron"):
+    for kind in ("component", "head", "neuron", "feature"):
         of_kind = sorted((c for c in cands.values() if c["kind"] == kind),
                          key=lambda c: -c["strength"])
         chosen += of_kind[:max_units]

@@ -15,8 +15,10 @@ import torch
 
 from ..analysis.attention import attention_patterns, head_scores
 from ..analysis.attribution import direct_logit_attribution
+from ..analysis.features import find_features
 from ..analysis.neurons import find_neurons
 from ..analysis.patching import activation_patching
+from ..analysis.steering import sae_direction, steering_shift
 from ..model import Model
 from .behaviour import Behaviour, answer_ids
 from .interventions import Unit, unit_effect
@@ -172,20 +174,61 @@ def head_types(ctx: Context, span: int = 20, n: int = 4) -> dict:
 def neuron_search(ctx: Context, k: int = 5) -> dict:
     """Neurons whose output directly raises the answer over the wrong token
     (`iw.find_neurons`), for each distinct (answer, wrong) pair of the behaviour."""
-    model, b = ctx.model, ctx.behaviour
-    pairs = sorted({(a, w) for a, w in zip(b.answer, b.wrong)
-                    if isinstance(a, str) and isinstance(w, str)})
-    if not pairs or len(pairs) > 4:
-        raise ToolError("neuron_search needs at most 4 distinct (answer, wrong) text pairs; this "
-                        f"behaviour has {len(pairs)}. Use direct_logit_attribution instead.")
+    model = ctx.model
     found = []
-    for a, w in pairs:
+    for a, w in _answer_pairs(ctx, "neuron_search"):
         df = find_neurons(model, a, against=w, k=k)
         found += [{"unit": f"L{r.layer}N{r.neuron}", "layer": int(r.layer),
                    "index": int(r.neuron), "for": a, "effect": round(float(r.effect), 4)}
                   for r in df.itertuples()]
     return {"neurons": found, "summary": "neurons writing the answer: " + ", ".join(
         f"{f['unit']} ({f['for']!r} {f['effect']:+.2f})" for f in found[:6])}
+
+
+def _answer_pairs(ctx: Context, tool: str) -> list[tuple[str, str]]:
+    b = ctx.behaviour
+    pairs = sorted({(a, w) for a, w in zip(b.answer, b.wrong)
+                    if isinstance(a, str) and isinstance(w, str)})
+    if not pairs or len(pairs) > 4:
+        raise ToolError(f"{tool} needs at most 4 distinct (answer, wrong) text pairs; this "
+                        f"behaviour has {len(pairs)}. Use direct_logit_attribution instead.")
+    return pairs
+
+
+def _need_sae(ctx: Context, tool: str) -> Any:
+    if ctx.sae is None:
+        raise ToolError(f"{tool} needs an SAE: pass sae= to iw.investigate.")
+    return ctx.sae
+
+
+def feature_search(ctx: Context, k: int = 5) -> dict:
+    """SAE features whose decoder direction raises the answer over the wrong token
+    (`iw.find_features`), for each distinct (answer, wrong) pair."""
+    sae = _need_sae(ctx, "feature_search")
+    layer = int(sae.hook_name.split(".")[1])
+    found = []
+    for a, w in _answer_pairs(ctx, "feature_search"):
+        df = find_features(ctx.model, sae, a, against=w, k=k)
+        found += [{"unit": f"L{layer}F{r.feature}", "layer": layer, "index": int(r.feature),
+                   "for": a, "effect": round(float(r.effect), 4)} for r in df.itertuples()]
+    return {"features": found, "summary": "features writing the answer: " + ", ".join(
+        f"{f['unit']} ({f['for']!r} {f['effect']:+.2f})" for f in found[:6])}
+
+
+def steer_feature(ctx: Context, index: int, coeff: float = 4.0) -> dict:
+    """Add `coeff` times an SAE feature's decoder direction at the SAE's hook and measure how
+    the metric moves (`iw.steering_shift`, bootstrap over prompts)."""
+    sae = _need_sae(ctx, "steer_feature")
+    b, model = ctx.behaviour, ctx.model
+    try:
+        vec = sae_direction(sae, int(index))
+    except ValueError as err:
+        raise ToolError(str(err)) from None
+    prompts = [t.tolist() for t in b.tokens(model)]
+    est = steering_shift(model, prompts, b.metric().bind(model), [(vec, vec.layer, float(coeff))])
+    return {"unit": f"L{vec.layer}F{index}", "coeff": float(coeff), "shift": float(est.value),
+            "low": float(est.low), "high": float(est.high),
+            "summary": f"adding {coeff:g} x feature {index} moves the metric by {est}"}
 
 
 def ablate(ctx: Context, kind: str, layer: int, index: int | None = None,
@@ -264,6 +307,10 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
          _schema({}, []), head_types),
     Tool("neuron_search", "Neurons whose output weights raise the answer over the wrong token.",
          _schema({"k": _INT}, []), neuron_search),
+    Tool("feature_search", "SAE features whose decoder raises the answer over the wrong token.",
+         _schema({"k": _INT}, []), feature_search),
+    Tool("steer_feature", "Add a multiple of an SAE feature's direction and measure the metric.",
+         _schema({"index": _INT, "coeff": {"type": "number"}}, ["index"]), steer_feature),
     Tool("ablate", "Verify a claim: knock out one unit (head, neuron, feature or component) and "
          "measure the metric's drop with a bootstrap interval over prompts.",
          _schema({"kind": {"type": "string", "enum": ["head", "neuron", "feature", "component"]},
@@ -296,6 +343,8 @@ def call_tool(ctx: Context, name: str, args: dict | None) -> dict:
         want = tool.parameters["properties"][a].get("type")
         if want == "integer" and not (isinstance(v, int) and not isinstance(v, bool)):
             raise ToolError(f"{name}: argument {a!r} must be an integer; got {v!r}.")
+        if want == "number" and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ToolError(f"{name}: argument {a!r} must be a number; got {v!r}.")
         if want == "string" and not isinstance(v, str):
             raise ToolError(f"{name}: argument {a!r} must be a string; got {v!r}.")
     return tool.run(ctx, **args)
