@@ -110,6 +110,15 @@ class BaseWidget(anywidget.AnyWidget):
 
         return write_html(self, path, title=title)
 
+    def save_image(self, path: str | pathlib.Path, *, width: int = 1400, scale: float = 1.0
+                   ) -> pathlib.Path:
+        """Save this view as a PNG, drawn by headless Chromium from its static export (needs
+        `playwright` and a Chromium binary; see `export.write_image`). width: the page's width
+        in CSS px; scale: device pixels per CSS px (2 for a sharp image)."""
+        from .export import write_image
+
+        return write_image(self, path, width=width, scale=scale)
+
     @property
     def data(self) -> Any:
         """The numbers this widget shows, as plain Python (see each widget)."""

@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import struct
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -160,4 +161,68 @@ def write_html(widget: BaseWidget, path: str | os.PathLike, *, title: str | None
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_image(widget: BaseWidget, path: str | os.PathLike, *, width: int = 1400,
+                scale: float = 1.0, timeout_s: float = 60.0) -> pathlib.Path:
+    """Render `widget`'s static export in headless Chromium and save the view as a PNG (written
+    atomically). Needs the `playwright` package and a Chromium binary ($IW_CHROMIUM, default
+    /usr/bin/chromium); no network is used (every request other than the file is refused).
+
+    Chosen over an SVG serialisation of the DOM: canvases (attention patterns) and CSS
+    colours come out exactly as a browser draws them, in the kernel or in a headless test, and
+    the same code path serves every view."""
+    path = pathlib.Path(path).expanduser()
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save_image writes PNG files: give a path ending in .png, not "
+                         f"{path.name!r}")
+    if not (200 <= int(width) <= 8000) or not 0.25 <= float(scale) <= 4:
+        raise ValueError(f"width must be 200..8000 px and scale 0.25..4; got {width}, {scale}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise ImportError("save_image needs playwright: pip install playwright (a Chromium binary "
+                          "is also needed: set IW_CHROMIUM, default /usr/bin/chromium)") from None
+    chromium = os.environ.get("IW_CHROMIUM", "/usr/bin/chromium")
+    if not os.access(chromium, os.X_OK):
+        raise FileNotFoundError(f"save_image needs a Chromium binary; none at {chromium!r} "
+                                "(set IW_CHROMIUM to its path)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmpdir:
+        page_path = write_html(widget, pathlib.Path(tmpdir) / "view.html")
+        shot = pathlib.Path(tmpdir) / "view.png"
+
+        def render() -> None:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
+                    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking"])
+                try:
+                    page = browser.new_page(viewport={"width": int(width), "height": 900},
+                                            device_scale_factor=float(scale))
+                    url = page_path.as_uri()
+                    page.route("**/*", lambda r: r.continue_() if r.request.url == url
+                               else r.abort())
+                    page.goto(url)
+                    root = page.locator(".iw-root[data-view]").first
+                    root.wait_for(timeout=timeout_s * 1000)
+                    page.wait_for_timeout(200)  # let the first paint (and canvases) land
+                    root.screenshot(path=str(shot))
+                finally:
+                    browser.close()
+
+        # playwright's sync API refuses to run inside a running asyncio loop (a Jupyter kernel)
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(render).result()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(shot, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            pathlib.Path(tmp).unlink(missing_ok=True)
+            raise
     return path
