@@ -117,3 +117,19 @@ def test_steering_shift_is_the_paired_mean_with_an_interval(model):
                - metric(steered_logits(model, model.to_tokens(p), None)).item() for p in prompts]
     assert est.value == pytest.approx(float(np.mean(by_hand)), abs=1e-4)
     assert est.n == 8 and est.low < est.value < est.high
+
+
+def test_patching_view_with_a_prompt_set_syncs_intervals(model, sweep):
+    from interp_widgets.widgets import PatchingView
+    from interp_widgets.widgets._codec import decode_array
+
+    view = PatchingView(model, CLEAN, CORRUPT, metric=METRIC, grids=(("resid_pre", "each"),))
+    g = view.grids[0]
+    assert g["n_pairs"] == 6
+    np.testing.assert_allclose(decode_array(g["values"]), sweep.values.numpy(), atol=1e-5)
+    same = patching_sweep(model, list(zip(CLEAN, CORRUPT)), METRIC)  # the view's n_boot
+    np.testing.assert_allclose(decode_array(g["low"]), same.low.numpy(), atol=1e-5)
+    np.testing.assert_allclose(decode_array(g["high"]), same.high.numpy(), atol=1e-5)
+    one = PatchingView(model, CLEAN[0], CORRUPT[0], metric=logit_diff(" Mary", " John"),
+                       grids=(("resid_pre", "each"),))
+    assert "low" not in one.grids[0]  # one pair: no interval to show

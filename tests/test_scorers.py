@@ -256,3 +256,30 @@ def test_classifier_intervals_cover_the_truth_95_percent_of_the_time():
         est = bootstrap(stat, 40, n_boot=1000, seed=run, method="percentile", strata=labels)
         hits += [est[4].contains(true_auc), est[0].contains(true_acc)]
     assert np.all((0.93 <= hits / 1000) & (hits / 1000 <= 0.97)), hits
+
+
+def test_the_table_and_the_probe_view_sync_intervals(tmp_path, server):
+    """A stored entry keeps its intervals; AutoInterpTable syncs them beside each score, and
+    ProbeView syncs each F1's interval and how the rows were split."""
+    from interp_widgets.analysis import sparse_probe
+    from interp_widgets.widgets import AutoInterpTable, ProbeView
+    from interp_widgets.widgets._codec import decode_array
+
+    s = ai.score(EXPLANATION, _records(), client=_llm(server))
+    store = ai.AutoInterpStore(tmp_path / "ai.sqlite")
+    store.put([ai.Entry("demo", "h", 1, "fake", "llm", EXPLANATION, s)])
+    table = AutoInterpTable(store)
+    lo = decode_array(table.columns["detection_auc_low"])[0]
+    hi = decode_array(table.columns["detection_auc_high"])[0]
+    e = s.estimate("detection_auc")
+    assert lo == pytest.approx(e.low, abs=1e-6) and hi == pytest.approx(e.high, abs=1e-6)
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.4).astype(int)
+    x = rng.normal(size=(200, 6))
+    x[:, 2] += 2 * y
+    r = sparse_probe(x, y, k=(1, 2), groups=np.arange(200) // 4)
+    view = ProbeView(r, metric="f1")
+    b = view.bases[0]
+    np.testing.assert_allclose(decode_array(b["f1_low"]), [c.low for c in r.f1_ci], rtol=1e-6)
+    assert b["dense_f1_ci"] == pytest.approx([r.dense_f1_ci.low, r.dense_f1_ci.high])
+    assert b["split"].startswith("split by group")

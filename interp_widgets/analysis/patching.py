@@ -453,6 +453,43 @@ class Patcher:
             values[:, i] = self.per_prompt(row)
         return values.reshape(self.batch, *self.grid_shape(component, positions))
 
+    def sweep_set(self, component: str, positions: str = "each", *, normalize: bool = True,
+                  n_boot: int = 2000, seed: int = 0) -> PatchSweep:
+        """`sweep` with a 95% interval per cell over this batch's prompt pairs (see
+        `patching_sweep`); needs at least 2 pairs and a per-prompt metric."""
+        if self.batch < 2:
+            raise ValueError("An interval over prompt pairs needs at least 2 pairs; this "
+                             "patcher holds 1.")
+        raw = self.sweep_per_prompt(component, positions).double()  # [pair, *grid]
+        shape = raw.shape[1:]
+        flat = raw.reshape(self.batch, -1).numpy()
+        c = self.per_prompt(self.clean_logits).double().numpy()
+        k = self.per_prompt(self.corrupt_logits).double().numpy()
+        if normalize:
+            self.normalize(float(c.mean()))  # refuses clean and corrupt metrics that coincide
+            num, den = flat - k[:, None], c - k
+
+            def stat(w):
+                return (w @ num) / (w @ den)[:, None]
+        else:
+            stat = mean_weights(flat)
+        est = bootstrap(stat, self.batch, n_boot=n_boot, seed=seed)
+        value = torch.tensor([e.value for e in est]).reshape(shape).float()
+        low = torch.tensor([e.low for e in est]).reshape(shape).float()
+        high = torch.tensor([e.high for e in est]).reshape(shape).float()
+        if normalize:  # each pair on its own 0..1 scale, where its clean and corrupt differ
+            gap = c - k
+            ok = np.abs(gap) > 1e-6 * max(1.0, float(np.abs(c).max()))
+            own = (flat[ok] - k[ok, None]) / gap[ok, None]
+        else:
+            own = flat
+        spread = torch.from_numpy(np.std(own, axis=0, ddof=1) if len(own) > 1 else
+                                  np.full(flat.shape[1], np.nan)).reshape(shape).float()
+        result = self._result(value, component, positions, False, "activation patching")
+        result.normalized = normalize
+        return PatchSweep(result, low, high, raw.float(), torch.tensor(c).float(),
+                          torch.tensor(k).float(), spread)
+
     def attribution(self, component: str, positions: str = "each", *,
                     normalize: bool = True) -> PatchResult:
         """Attribution patching: (clean - corrupt) . d metric / d activation at the corrupted
@@ -627,35 +664,7 @@ def patching_sweep(model: Model, pairs: Sequence[tuple[Any, Any]] | tuple[Sequen
         raise ValueError("patching_sweep needs at least 2 prompt pairs to give an interval; "
                          "for one pair use activation_patching.")
     p = Patcher(model, clean, corrupt, metric, max_rows=max_rows)
-    raw = p.sweep_per_prompt(component, positions).double()  # [pair, *grid]
-    shape = raw.shape[1:]
-    flat = raw.reshape(p.batch, -1).numpy()
-    c = p.per_prompt(p.clean_logits).double().numpy()
-    k = p.per_prompt(p.corrupt_logits).double().numpy()
-    if normalize:
-        p.normalize(float(c.mean()))  # refuses a set whose clean and corrupt metric coincide
-        num, den = flat - k[:, None], c - k
-
-        def stat(w):
-            return (w @ num) / (w @ den)[:, None]
-    else:
-        stat = mean_weights(flat)
-    est = bootstrap(stat, p.batch, n_boot=n_boot, seed=seed)
-    value = torch.tensor([e.value for e in est]).reshape(shape).float()
-    low = torch.tensor([e.low for e in est]).reshape(shape).float()
-    high = torch.tensor([e.high for e in est]).reshape(shape).float()
-    if normalize:  # each pair on its own 0..1 scale, where its clean and corrupt differ
-        gap = c - k
-        ok = np.abs(gap) > 1e-6 * max(1.0, float(np.abs(c).max()))
-        own = (flat[ok] - k[ok, None]) / gap[ok, None]
-    else:
-        own = flat
-    spread = torch.from_numpy(np.std(own, axis=0, ddof=1) if len(own) > 1 else
-                              np.full(flat.shape[1], np.nan)).reshape(shape).float()
-    result = p._result(value, component, positions, False, "activation patching")
-    result.normalized = normalize
-    return PatchSweep(result, low, high, raw.float(), torch.tensor(c).float(),
-                      torch.tensor(k).float(), spread)
+    return p.sweep_set(component, positions, normalize=normalize, n_boot=n_boot, seed=seed)
 
 
 def _split_pairs(pairs: Any) -> tuple[list[Any], list[Any]]:

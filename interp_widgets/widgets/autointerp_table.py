@@ -1,7 +1,8 @@
 """AutoInterpTable: the explanations and scores of an `AutoInterpStore`, sortable and filterable
 in the browser; clicking a row opens the unit (js/src/widgets/autointerp_table.ts).
 
-All rows are synced once as columns (scores as float32 buffers, text as strings), so sorting and
+All rows are synced once as columns (scores and their 95% intervals as float32 buffers, text as
+strings; a score reads ``0.90 [0.87, 0.92]``), so sorting and
 filtering need no kernel and work in static exports; clicking a row asks the kernel to open it.
 """
 
@@ -96,6 +97,9 @@ class AutoInterpTable(BaseWidget):
         cols["unit"] = encode_array(np.array([x.unit for x in e], np.int64), "int32")
         for k in SCORE_NAMES:
             cols[k] = encode_array(np.array([getattr(x.scores, k) for x in e], np.float32))
+            rows = [x.scores.estimate(k) for x in e]  # the 95% interval, shown beside it
+            cols[f"{k}_low"] = encode_array(np.array([r.low for r in rows], np.float32))
+            cols[f"{k}_high"] = encode_array(np.array([r.high for r in rows], np.float32))
         with self.hold_sync():
             self.columns, self.n_rows, self.selected = cols, len(e), None
             self._rev += 1

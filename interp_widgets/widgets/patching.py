@@ -9,8 +9,8 @@ from typing import Any
 import torch
 import traitlets as t
 
-from ..analysis.metrics import logit_diff
-from ..analysis.patching import COMPONENTS, Cell, Patcher, PatchOutcome, PatchResult
+from ..analysis.metrics import Metric, logit_diff
+from ..analysis.patching import COMPONENTS, Cell, Patcher, PatchOutcome, PatchResult, PatchSweep
 from ._base import BaseWidget, request_handler
 from ._codec import encode_array
 
@@ -37,7 +37,8 @@ class PatchingView(BaseWidget):
     clean_value = t.Float(0.0).tag(sync=True)
     corrupt_value = t.Float(0.0).tag(sync=True)
     #: [{"component", "positions", "rows", "cols", "values": float32 [rows, cols] (0..1 scale),
-    #:   "estimate": float32 [rows, cols], "correlation"}]
+    #:   "estimate": float32 [rows, cols], "correlation"; with several prompt pairs also "low",
+    #:   "high": float32 [rows, cols], the 95% interval over pairs, and "n_pairs"}]
     grids = t.List(t.Dict()).tag(sync=True)
     top_clean = t.List(t.List()).tag(sync=True)  # [[token, prob]] after the clean prompt
     top_corrupt = t.List(t.List()).tag(sync=True)
@@ -56,11 +57,19 @@ class PatchingView(BaseWidget):
         self.last: PatchOutcome | None = None
         p = self.patcher
         synced = []
+        #: with a set of prompt pairs, each exact cell carries its interval over the pairs
+        self.sets: dict[str, PatchSweep] = {}
+        over_pairs = p.batch >= 2 and isinstance(p.metric, Metric)
         for component, positions in grids:
-            exact = p.sweep(component, positions)
+            if over_pairs:
+                self.sets[component] = p.sweep_set(component, positions)
+                exact = self.sets[component].result
+            else:
+                exact = p.sweep(component, positions)
             estimate = p.attribution(component, positions)
             self.results[component] = (exact, estimate)
             cols = exact.dims[-1] if len(exact.dims) > 1 else None
+            n_rows = len(exact.labels["layer"])
             synced.append({
                 "component": component, "positions": positions,
                 "rows": [f"L{x}" for x in exact.labels["layer"]],
@@ -70,6 +79,9 @@ class PatchingView(BaseWidget):
                 "values": encode_array(exact.values.reshape(len(exact.labels["layer"]), -1)),
                 "estimate": encode_array(estimate.values.reshape(len(exact.labels["layer"]), -1)),
                 "correlation": estimate.correlation(exact),
+                **({"low": encode_array(self.sets[component].low.reshape(n_rows, -1)),
+                    "high": encode_array(self.sets[component].high.reshape(n_rows, -1)),
+                    "n_pairs": p.batch} if over_pairs else {}),
             })
         clean_s, corrupt_s = p.str_tokens
         with self.hold_sync():

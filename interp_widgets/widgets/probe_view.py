@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import traitlets as t
 
-from ..analysis.probing import ProbeComparison, SparseProbeResult, compare_bases
+from ..analysis.probing import ProbeComparison, SparseProbeResult, _bounds, compare_bases
 from ._base import BaseWidget
 from ._codec import encode_array
 
@@ -29,9 +29,17 @@ def _results(results: Any) -> dict[str, SparseProbeResult]:
                      "probe activation matrices.")
 
 
+def _finite_pair(e: Any) -> list[float] | None:
+    """[low, high] of an Estimate, None when it has no interval."""
+    if e is None or not (np.isfinite(e.low) and np.isfinite(e.high)):
+        return None
+    return [float(e.low), float(e.high)]
+
+
 class ProbeView(BaseWidget):
     """Accuracy (switch to F1 in the view) against k for each basis; hover a point for the
-    units it uses. `results`: see `_results`; metric: "accuracy" or "f1"."""
+    units it uses (and, for F1, its 95% interval, e.g. ``0.42 [0.31, 0.52]``). `results`: see
+    `_results`; metric: "accuracy" or "f1"."""
 
     _view = t.Unicode("probe_view").tag(sync=True)
     bases = t.List(t.Dict()).tag(sync=True)
@@ -42,14 +50,19 @@ class ProbeView(BaseWidget):
         self._results = _results(results)
         bases = []
         for name, r in self._results.items():
+            lo, hi = _bounds(r.f1_ci, len(r.k))
             bases.append({
                 "name": name, "selection": r.selection, "n_units": r.n_units,
                 "n_train": r.n_train, "n_test": r.n_test,
                 "k": encode_array(np.array(r.k, np.int64), "int32"),
                 "accuracy": encode_array(np.array(r.accuracy, np.float32)),
                 "f1": encode_array(np.array(r.f1, np.float32)),
+                "f1_low": encode_array(np.array(lo, np.float32)),
+                "f1_high": encode_array(np.array(hi, np.float32)),
                 "dense_accuracy": None if np.isnan(r.dense_accuracy) else r.dense_accuracy,
                 "dense_f1": None if np.isnan(r.dense_f1) else r.dense_f1,
+                "dense_f1_ci": _finite_pair(r.dense_f1_ci),
+                "split": r.notes[-1] if r.notes else "",
                 "units": [encode_array(np.array(u[:32], np.int64), "int32") for u in r.selected],
             })
         super().__init__(bases=bases, metric=metric, title=title)

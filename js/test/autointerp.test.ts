@@ -139,3 +139,42 @@ describe("explain panel", () => {
     expect(el.querySelector(".iw-ai-explain")).toBeNull();
   });
 });
+
+describe("intervals beside the numbers", () => {
+  it("formats an estimate as Python's Estimate prints it", async () => {
+    const { fmtEstimate } = await import("../src/components/dom");
+    expect(fmtEstimate(0.9012, 0.8712, 0.9234)).toBe("0.90 [0.87, 0.92]");
+    expect(fmtEstimate(0.0123, 0.0051, 0.0301)).toBe("0.012 [0.005, 0.030]");
+    expect(fmtEstimate(0.9, NaN, NaN)).toBe(fmt(0.9));
+    expect(fmtEstimate(0.9, null, undefined)).toBe(fmt(0.9));
+    expect(fmtEstimate(NaN, 0.1, 0.2)).toBe("n/a");
+  });
+
+  it("the table shows a score's interval when it has one", () => {
+    const columns: Record<string, unknown> = {
+      model: ["demo", "demo"], source: ["s", "s"], explainer: ["x", "x"], kind: ["llm", "llm"],
+      explanation: ["fruit", "tools"], unit: i32([1, 2]),
+    };
+    for (const k of SCORES) columns[k] = f32([0.9012, 0.5]);
+    columns.correlation_low = f32([0.8712, NaN]);
+    columns.correlation_high = f32([0.9234, NaN]);
+    const { el } = mount({ _view: "autointerp_table", columns, score_names: SCORES, n_rows: 2, sort: "correlation", descending: true, filter: "", selected: null, can_open: false }, [], false);
+    const cells = Array.from(el.querySelectorAll("tr.iw-ai-row")).map((r) => r.children[3].textContent);
+    expect(cells).toEqual(["0.90 [0.87, 0.92]", fmt(0.5)]);
+  });
+
+  it("the probe view's F1 points and dense line carry their intervals", () => {
+    const b = {
+      name: "neurons", selection: "mean_diff", n_units: 64, n_train: 70, n_test: 30, k: i32([1, 2]),
+      accuracy: f32([0.6, 0.7]), f1: f32([0.42, 0.5]), f1_low: f32([0.31, NaN]), f1_high: f32([0.52, NaN]),
+      dense_accuracy: 0.8, dense_f1: 0.6, dense_f1_ci: [0.5, 0.7], split: "split by document: 20 train / 9 held out, none on both sides",
+      units: [i32([3]), i32([3, 9])],
+    };
+    const { el } = mount({ _view: "probe_view", bases: [b], metric: "f1", title: "" }, [], false);
+    const titles = Array.from(el.querySelectorAll("circle.iw-probe-dot title")).map((t) => t.textContent);
+    expect(titles[0]).toContain("f1 0.42 [0.31, 0.52]");
+    expect(titles[1]).toContain(`f1 ${fmt(0.5)}\n`);
+    expect(el.querySelector(".iw-probe-legend")!.textContent).toContain("dense 0.60 [0.50, 0.70]");
+    expect(el.querySelector(".iw-probe-split")!.textContent).toContain("split by document");
+  });
+});

@@ -57,6 +57,16 @@ describe("patching view", () => {
     expect(root.querySelector(".iw-tooltip")!.textContent).toContain("estimate0.9000");
   });
 
+  it("with a set of prompt pairs, a cell's tooltip gives its interval over the pairs", () => {
+    const st = state();
+    const grids: Record<string, unknown>[] = [...st.grids];
+    grids[0] = { ...st.grids[0], low: f32([0, 0.87, 0, 0, 0.3, 0.1], [2, 3]), high: f32([0, 0.92, 0, 0, 0.6, 0.4], [2, 3]), n_pairs: 6 };
+    const { el } = mount({ ...st, grids });
+    const root = el.querySelector('div.iw-root[data-view="patching"]')!;
+    over(root.querySelector(".iw-heatgrid[data-kind='exact'][data-component='resid_pre'] [data-row='0'][data-col='1']")!);
+    expect(root.querySelector(".iw-tooltip")!.textContent).toContain("patched (6 pairs)1.00 [0.87, 0.92]");
+  });
+
   it("clicking selects cells in both grids; the slider asks the kernel and shows the reply", async () => {
     const { el } = mount(state(), [["patch", { cells, alpha: 0.4 }, reply(0.4)]]);
     const root = el.querySelector(".iw-root") as HTMLElement;

@@ -42,3 +42,14 @@ export function fmt(v: number): string {
   if (!Number.isFinite(v)) return v > 0 ? "inf" : "-inf";
   return v.toPrecision(4);
 }
+
+/** A number with its interval, as Python's `Estimate` prints it: "0.90 [0.87, 0.92]" (2
+ * decimals from 0.1 up, 3 from 0.001, else 2 significant digits); `fmt(v)` when a bound is
+ * missing (NaN, null or undefined). */
+export function fmtEstimate(v: number, lo?: number | null, hi?: number | null): string {
+  const ok = (x: number | null | undefined): x is number => typeof x === "number" && Number.isFinite(x);
+  if (!ok(v) || !ok(lo) || !ok(hi)) return fmt(v);
+  const big = Math.max(...[v, lo, hi].filter(ok).map(Math.abs));
+  const one = (x: number) => (big === 0 || big >= 0.1 ? x.toFixed(2) : big >= 1e-3 ? x.toFixed(3) : x.toPrecision(2));
+  return `${one(v)} [${one(lo)}, ${one(hi)}]`;
+}

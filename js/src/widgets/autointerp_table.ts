@@ -1,10 +1,11 @@
 // AutoInterpTable: units with their explanations and scores; sort by a header, filter by text,
 // click a row to open the unit in the kernel (when the table has an opener: can_open).
 // State: columns {model, source, explainer, kind, explanation: string[]; unit int32 [n];
-// <score> float32 [n]}, score_names, n_rows, sort, descending, filter, selected, can_open, _rev.
+// <score> float32 [n]; <score>_low, <score>_high float32 [n]: its 95% interval, NaN if none},
+// score_names, n_rows, sort, descending, filter, selected, can_open, _rev.
 // Requests: "open" {row} -> {unit, source, shown} (kernel only).
 import { decodeArray, type EncodedArray } from "../codec";
-import { fmt, h } from "../components/dom";
+import { fmtEstimate, h } from "../components/dom";
 import { explainerBadge, explanationText, topAndRandomDiffers } from "../components/explain";
 import { ask, type View } from "../view";
 
@@ -35,6 +36,7 @@ export const autointerpTable: View = (ctx) => {
   let cols: Record<string, any> = {};
   let units: Int32Array = new Int32Array(0);
   const scores: Record<string, Float32Array> = {};
+  const bounds: Record<string, Float32Array> = {}; // <score>_low / <score>_high
   let shown: [string, string, string][] = SCORE_COLUMNS;
   let sortKey: string = model.get("sort");
   let desc: boolean = model.get("descending");
@@ -44,6 +46,10 @@ export const autointerpTable: View = (ctx) => {
     units = cols.unit ? (decodeArray(cols.unit as EncodedArray).data as Int32Array) : new Int32Array(0);
     for (const k of model.get("score_names") as string[]) {
       scores[k] = cols[k] ? (decodeArray(cols[k] as EncodedArray).data as Float32Array) : new Float32Array(units.length);
+      for (const b of [`${k}_low`, `${k}_high`]) {
+        if (cols[b]) bounds[b] = decodeArray(cols[b] as EncodedArray).data as Float32Array;
+        else delete bounds[b];
+      }
     }
     filterIn.value = model.get("filter") ?? "";
     const same = !topAndRandomDiffers(scores.correlation ?? [], scores.top_and_random ?? []);
@@ -98,7 +104,7 @@ export const autointerpTable: View = (ctx) => {
           h("td", { class: "iw-num", text: String(units[i]) }),
           h("td", { class: "iw-ai-source", text: cols.source?.[i] ?? "" }),
           h("td", { class: "iw-ai-explanation" }, [explainerBadge(cols.kind?.[i] ?? "", cols.explainer?.[i] ?? ""), h("span", { text: explanationText(cols.kind?.[i] ?? "", cols.explanation?.[i] ?? "") })]),
-          ...shown.map(([k]) => h("td", { class: "iw-num", text: fmt(scores[k]?.[i] ?? NaN) })),
+          ...shown.map(([k]) => h("td", { class: "iw-num", text: fmtEstimate(scores[k]?.[i] ?? NaN, bounds[`${k}_low`]?.[i], bounds[`${k}_high`]?.[i]) })),
         ]),
       ),
     );

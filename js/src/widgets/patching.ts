@@ -12,7 +12,7 @@
 // Layout: the grids on the left, the controls (selection, slider, curve, top tokens) in a column
 // beside them that stays in view while the grids scroll (components/keep_in_view.ts).
 import { decodeArray, type EncodedArray } from "../codec";
-import { fmt, h } from "../components/dom";
+import { fmt, fmtEstimate, h } from "../components/dom";
 import { gridCellAt, heatGrid, pairHeader } from "../components/heatgrid";
 import { keepInView } from "../components/keep_in_view";
 import { ownKeys } from "../components/keys";
@@ -31,6 +31,9 @@ interface GridState {
   values: EncodedArray;
   estimate: EncodedArray;
   correlation: number;
+  low?: EncodedArray; // with several prompt pairs: the 95% interval over them
+  high?: EncodedArray;
+  n_pairs?: number;
 }
 
 interface PatchReply {
@@ -111,6 +114,8 @@ export const patchingView: View = (ctx) => {
   const sections = grids.map((g, gi) => {
     const exact = decodeArray(g.values).data;
     const est = decodeArray(g.estimate).data;
+    const low = g.low ? decodeArray(g.low).data : null;
+    const high = g.high ? decodeArray(g.high).data : null;
     const both = new Float32Array(exact.length + est.length);
     both.set(exact);
     both.set(est, exact.length);
@@ -149,7 +154,7 @@ export const patchingView: View = (ctx) => {
       legend(scale, "fraction of the clean metric recovered"),
     ]);
     section.style.marginBottom = "10px";
-    return { section, g, exact, est, exactGrid, estGrid };
+    return { section, g, exact, est, low, high, exactGrid, estGrid };
   });
 
   // ---- the slider and its readout ---------------------------------------------------------
@@ -266,7 +271,7 @@ export const patchingView: View = (ctx) => {
     tooltip.show(hit.cell, [
       tipRow("cell", describe(c)),
       ...(c[2] !== null ? [tipRow("corrupt", displayToken(corrupt[c[2]]))] : []),
-      tipRow("patched", fmt(s.exact[i])),
+      tipRow(s.low ? `patched (${s.g.n_pairs} pairs)` : "patched", s.low && s.high ? fmtEstimate(s.exact[i], s.low[i], s.high[i]) : fmt(s.exact[i])),
       tipRow("estimate", fmt(s.est[i])),
     ]);
   });

@@ -1,9 +1,11 @@
 // ProbeView: held-out accuracy (or F1) of k-sparse probes against k (log2 axis), one line per
 // basis, its dense probe as a dashed line.
 // State: bases [{name, selection, n_units, n_train, n_test, k int32, accuracy float32, f1
-// float32, dense_accuracy, dense_f1: number|null, units int32[][]}], metric, title.
+// float32, f1_low / f1_high float32 (95% interval, NaN if none), dense_accuracy, dense_f1:
+// number|null, dense_f1_ci: [low, high]|null, split: how the rows were split, units int32[][]}],
+// metric, title.
 import { decodeArray, type EncodedArray } from "../codec";
-import { fmt, h, select } from "../components/dom";
+import { fmtEstimate, h, select } from "../components/dom";
 import type { View } from "../view";
 
 interface Basis {
@@ -17,6 +19,10 @@ interface Basis {
   f1: EncodedArray;
   dense_accuracy: number | null;
   dense_f1: number | null;
+  f1_low?: EncodedArray;
+  f1_high?: EncodedArray;
+  dense_f1_ci?: [number, number] | null;
+  split?: string;
   units: EncodedArray[];
 }
 
@@ -66,7 +72,12 @@ export const probeView: View = (ctx) => {
       k: Array.from(decodeArray(b.k).data),
       y: Array.from(decodeArray(b[metric]).data),
       dense: metric === "f1" ? b.dense_f1 : b.dense_accuracy,
+      lo: metric === "f1" && b.f1_low ? Array.from(decodeArray(b.f1_low).data) : [],
+      hi: metric === "f1" && b.f1_high ? Array.from(decodeArray(b.f1_high).data) : [],
+      denseCi: metric === "f1" ? (b.dense_f1_ci ?? null) : null,
     }));
+    const shown = (s: { y: number[]; lo: number[]; hi: number[] }, j: number) => fmtEstimate(s.y[j], s.lo[j], s.hi[j]);
+    const denseShown = (s: { dense: number | null; denseCi: [number, number] | null }) => fmtEstimate(s.dense ?? NaN, s.denseCi?.[0], s.denseCi?.[1]);
     const ks = series.flatMap((s) => s.k);
     const ys = series.flatMap((s) => [...s.y, ...(s.dense === null ? [] : [s.dense])]).filter(Number.isFinite);
     const kmin = Math.log2(Math.max(1, Math.min(...ks, 1)));
@@ -101,11 +112,11 @@ export const probeView: View = (ctx) => {
       s.k.forEach((k, j) => {
         const units = s.b.units[j] ? Array.from(decodeArray(s.b.units[j]).data) : [];
         const dot = svg("circle", { class: `iw-probe-dot ${cls}`, cx: x(k), cy: y(s.y[j]), r: 4, "data-basis": s.b.name, "data-k": k });
-        marks.push(titled(dot, `${s.b.name}, k=${k}: ${metric} ${fmt(s.y[j])}\nunits: ${units.join(", ")}`));
+        marks.push(titled(dot, `${s.b.name}, k=${k}: ${metric} ${shown(s, j)}\nunits: ${units.join(", ")}`));
       });
       if (s.dense !== null && Number.isFinite(s.dense)) {
         const line = svg("line", { class: `iw-probe-dense ${cls}`, x1: M.left, x2: W - M.right, y1: y(s.dense), y2: y(s.dense), "data-basis": s.b.name });
-        marks.push(titled(line, `${s.b.name}: dense probe on all ${s.b.n_units} units, ${metric} ${fmt(s.dense)}`));
+        marks.push(titled(line, `${s.b.name}: dense probe on all ${s.b.n_units} units, ${metric} ${denseShown(s)}`));
       }
     }
     chart.replaceChildren(svg("svg", { class: "iw-probe-svg", viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": `${metric} against k` }, [...axes, ...marks]));
@@ -114,11 +125,11 @@ export const probeView: View = (ctx) => {
         h("span", { class: "iw-probe-key", attrs: { "data-basis": s.b.name } }, [
           h("span", { class: `iw-probe-swatch iw-probe-c${s.i % 6}` }),
           h("span", {
-            text: `${s.b.name} (${s.b.n_units} units, ${s.b.selection}${s.dense === null ? "" : `; dense ${fmt(s.dense)}`})`,
+            text: `${s.b.name} (${s.b.n_units} units, ${s.b.selection}${s.dense === null ? "" : `; dense ${denseShown(s)}`})`,
           }),
         ]),
       ),
-      h("span", { class: "iw-muted", text: `held out: ${bases[0]?.n_test ?? 0} examples; dashed: dense probe` }),
+      h("span", { class: "iw-muted iw-probe-split", text: `held out: ${bases[0]?.n_test ?? 0} examples; dashed: dense probe${bases[0]?.split ? `; ${bases[0].split}` : ""}` }),
     );
   };
   metricSel.addEventListener("change", () => {
