@@ -268,6 +268,9 @@ def test_the_table_and_the_probe_view_sync_intervals(tmp_path, server):
     s = ai.score(EXPLANATION, _records(), client=_llm(server))
     store = ai.AutoInterpStore(tmp_path / "ai.sqlite")
     store.put([ai.Entry("demo", "h", 1, "fake", "llm", EXPLANATION, s)])
+    df = store.frame()
+    assert df.loc[0, "detection_auc_low"] == pytest.approx(s.estimate("detection_auc").low)
+    assert {"correlation", "correlation_low", "correlation_high"} <= set(df.columns)
     table = AutoInterpTable(store)
     lo = decode_array(table.columns["detection_auc_low"])[0]
     hi = decode_array(table.columns["detection_auc_high"])[0]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
-from .score import SCORE_NAMES, Scores
+from .score import SCORE_COLUMNS, SCORE_NAMES, Scores
 from .text import normalize_explanation, safe_text
 
 SCHEMA_VERSION = 2
@@ -79,10 +79,11 @@ class Entry:
         return self.scores.correlation
 
     def row(self) -> dict[str, Any]:
-        """A flat dict (for tables): keys, explanation and every score."""
+        """A flat dict (for tables): keys, explanation and every score with its 95% interval
+        (``<score>_low``, ``<score>_high``; NaN where it has none)."""
         return {"model": self.model, "source": self.source, "unit": self.unit,
                 "explainer": self.explainer, "kind": self.kind, "explanation": self.explanation,
-                **{k: getattr(self.scores, k) for k in SCORE_NAMES}}
+                **self.scores.row()}
 
     def neuronpedia(self) -> dict[str, Any]:
         """This entry in Neuronpedia's explanation shape (+ our fields under "interp_widgets")."""
@@ -309,7 +310,7 @@ class AutoInterpStore:
 
         rows = [e.row() for e in self.entries(**filters)]
         return pd.DataFrame(rows, columns=["model", "source", "unit", "explainer", "kind",
-                                           "explanation", *SCORE_NAMES])
+                                           "explanation", *SCORE_COLUMNS])
 
     # ---- JSON ----
 
