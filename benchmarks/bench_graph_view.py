@@ -284,6 +284,9 @@ Synthetic graph: 2,000 nodes (16 layers x 32 positions), 20,000 edges, shown who
 | figure | value | target |
 |---|---|---|
 {table}
+
+The yardstick's factor is the load of this run; the kernel-side figures (intervention) suffer it
+too. Command: `.venv/bin/python benchmarks/bench_graph_view.py` (`--runs`, `--interventions`).
 """
     publish(SECTION, body, write=not args.no_write)
     print(json.dumps({"live": live, "heat": heat, "sizes": sizes, "static": static, "ms": ms,

@@ -220,3 +220,20 @@ def test_a_loaded_graph_shows_without_a_model(setup, tmp_path):
     r = v.answer("intervene", {"node_ids": [p.nodes.node_id.iloc[0]], "factor": 0})
     assert not r["ok"] and "model=" in r["error"]
     assert graph_payload(v.shown)["n"] == v.graph["n"]
+
+
+def test_cross_layer_feature_logit_effect_sums_its_decoders(model):
+    """A CLT feature writes to every later MLP output; its direct logit effect is the sum of
+    those decoder rows (mean removed: LayerNorm) through W_U."""
+    tcs = iw.demo.load_transcoders("clt")
+    layer = iw.TranscoderLayer(tcs, 0)
+    with torch.no_grad():
+        w = sum(tcs.W_dec[0][7, t] for t in range(tcs.n_layers)).float()
+        want = (w - w.mean()) @ model.bridge.W_U.float()
+    eff = iw.transcoder_logit_effect(model, tcs, 0, 7, k=5)
+    assert torch.allclose(eff.effect, want, atol=1e-4)
+    assert eff.top.token.tolist() == [model.tokenizer.decode([i]) for i in
+                                      want.topk(5).indices.tolist()]
+    assert layer.hook_name == "blocks.0.ln2.hook_normalized" and layer.d_sae == 512
+    with pytest.raises(IndexError, match="layers 0 .. 2"):
+        iw.TranscoderLayer(tcs, 3)

@@ -235,8 +235,11 @@ export const graphView: View = (ctx) => {
     return edgeLayer.canvas;
   }
 
+  // With a ResizeObserver, the first drawing waits for its first callback (after layout, before
+  // the first paint), so the canvas is drawn once, at the width the page gives it.
+  let sized = typeof ResizeObserver !== "function";
   function redraw(): void {
-    if (c2d) drawGraph(c2d, g, lay, edgeCanvas(), pal, { hover, pinned, selected, groups, change });
+    if (c2d && sized) drawGraph(c2d, g, lay, edgeCanvas(), pal, { hover, pinned, selected, groups, change });
     root.dataset.hover = hover >= 0 ? g.ids[hover] : "";
   }
 
@@ -609,19 +612,24 @@ export const graphView: View = (ctx) => {
   model.on("change:graph", onGraph);
   model.on("change:supernodes", onGroups);
   load();
-  ctx.mark("iw-graph-drawn");
   let ro: ResizeObserver | null = null;
   if (typeof ResizeObserver === "function") {
     let lastW = lay!.width;
     ro = new ResizeObserver(() => {
       const w = widthNow();
-      if (Math.abs(w - lastW) < 8) return;
+      if (sized && Math.abs(w - lastW) < 8) return;
+      const first = !sized;
+      sized = true;
       lastW = w;
-      layout();
-      redraw();
+      if (first && w === lay.width) redraw();
+      else {
+        layout();
+        redraw();
+      }
+      if (first) ctx.mark("iw-graph-drawn");
     });
     ro.observe(stage);
-  }
+  } else ctx.mark("iw-graph-drawn");
   return () => {
     model.off("change:graph", onGraph);
     model.off("change:supernodes", onGroups);
