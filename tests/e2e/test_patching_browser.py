@@ -155,6 +155,30 @@ def test_curve_over_alpha_and_controls_beside_the_grids(page, artifacts_dir):
     page.page.locator(STEER).scroll_into_view_if_needed()
 
 
+def test_slider_round_trip_sequence(page, artifacts_dir):
+    """The README's slider sequence: with one cell selected, alpha 0 -> 0.5 -> 1; each frame is
+    the controls column after the kernel's reply, whose value equals the kernel's own patch."""
+    root = page.page.locator(PATCH)
+    root.locator(".iw-patch-clear").click()
+    diff = page.run_json("print(json.dumps([i for i, (a, b) in enumerate(zip("
+                         "view.clean_tokens, view.corrupt_tokens)) if a != b]))")[0]
+    _cell(root, "resid_pre", 0, diff).click()
+    root.locator("svg.iw-patch-curve").wait_for(timeout=30_000)
+    live = root.locator(".iw-patch-live")
+    for i, alpha in enumerate(("0", "0.5", "1")):
+        root.locator("input.iw-patch-alpha").evaluate(
+            f"(el) => {{ el.value = '{alpha}'; el.dispatchEvent(new Event('input', "
+            "{bubbles: true})); }")
+        shown = _wait_result(page, alpha, 1)
+        want = page.run_json(f"print(json.dumps(view.patch([Cell('resid_pre', 0, {diff})], "
+                             f"{alpha})['value']))")
+        assert float(shown["value"]) == pytest.approx(want, abs=1e-5)
+        marker = live.locator("line.iw-curve-marker").get_attribute("data-alpha")
+        assert float(marker) == float(alpha)
+        live.screenshot(path=str(artifacts_dir / f"slider-{i}.png"))
+    page.page.locator(STEER).scroll_into_view_if_needed()
+
+
 def test_steering_slider_regenerates(page):
     root = page.page.locator(STEER)
     before = root.get_attribute("data-coeff")
