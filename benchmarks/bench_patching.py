@@ -196,6 +196,7 @@ def slider_bench(model_name: str, pair: tuple[str, str, str, str], moves: int) -
 
 
 def main() -> None:
+    global COMPONENTS
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="demo")
@@ -213,7 +214,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import interp_widgets as iw
 
-    global COMPONENTS
     COMPONENTS = tuple(args.components)
     if args.random_llama:
         import tempfile

@@ -130,7 +130,10 @@ def direct_logit_effect(model: Model, layer: int, neuron: int, k: int = 10, *,
 
     ln_scale: also give the effect divided by the final LayerNorm's scale: a number, or prompts
     whose mean scale is used (`final_ln_scale`). Dividing by a constant does not change the
-    ranking; it puts the effect in logits per unit activation for typical text."""
+    ranking; it puts the effect in logits per unit activation for typical text. On models with
+    a norm after the MLP (Gemma 2/3's post-feedforward norm) the neuron's write passes that
+    norm's per-token scale and elementwise weight before it reaches the stream, which this
+    weight-only effect leaves out: there it is an approximation (see docs/real_models.md)."""
     check_layer(model, layer)
     n = check_neuron(neuron, d_mlp(model))
     b = model.bridge
