@@ -60,8 +60,8 @@ class Grid:
         return self.linear * torch.expm1(t.abs()) * t.sign()
 
     def index(self, x: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
-        """LongTensor[m]: the bin of each value x [m] plus unit [m] * n_bins (one flat index over
-        every unit's histogram)."""
+        """LongTensor like x: the bin of each value plus its unit * n_bins (one flat index over
+        every unit's histogram); `unit` broadcasts against x (e.g. arange(n) for x [row, n])."""
         t = torch.log1p(x.abs().mul_(1 / self.linear)).copysign_(x)
         t = t.add_(self.units).mul_(self.bins_per_unit).ceil_().sub_(1)  # (lo, hi] bins
         return t.clamp_(0, self.n_bins - 1).long().add_(unit * self.n_bins)

@@ -45,7 +45,7 @@ from .pool import POS_BITS, Bucket, Example, Grid, Pool, mix63
 
 FORMAT = "interp_widgets.UnitScan/1"
 _XTX_BLOCK = 256  # sum x x^T is kept for column blocks at or right of each row block only
-_CHUNK = 1 << 18  # bucket-sample candidates are found this many entries at a time
+_CHUNK_ROWS = 512  # bucket-sample candidates are found this many rows at a time
 #: settings that must agree for scans to merge, or for a checkpoint to resume
 SETTINGS = ("k", "context", "samples_per_bucket", "n_random", "grid", "seed", "batch_size",
             "correlations", "n_shards", "density_rel")
@@ -495,92 +495,93 @@ class UnitScan:
                    docs: torch.Tensor, bos: bool = True) -> None:
         """Fold one batch in. tokens, mask: [batch, pos]; acts: [batch, pos, unit] float32;
         docs: [batch] corpus index of each row. Position 0 (a BOS, when `bos`) and padding are
-        left out."""
+        left out.
+        Work is on the matrix x [row, unit] of the valid positions; only candidates for the
+        pools become (row, unit) entries. A sparse basis's zeros are left out of the
+        histogram, the buckets and the pools."""
         valid = mask.bool().clone()
-        if bos:
-            valid[:, 0] = False  # BOS
-        n_valid = int(valid.sum())
-        if n_valid == 0:
+        first = 1 if bos else 0
+        valid[:, :first] = False  # BOS
+        rb, rp = valid.nonzero(as_tuple=True)  # [row]
+        if rb.numel() == 0:
             return
-        n_units, k, grid = acts.shape[-1], self.k, self.grid
-        self.meta["n_tokens"] += n_valid
-        keys = (docs[:, None] << POS_BITS) | torch.arange(tokens.shape[1])  # [batch, pos]
-        # entries: every (position, unit) of a dense basis; a sparse one's nonzeros only
-        live = (acts != 0) & valid[..., None] if self.basis["sparse"] else \
-            valid[..., None].expand_as(acts)
-        b, p, u = live.nonzero(as_tuple=True)  # [entry]
-        v = acts[b, p, u]
-        nnz = torch.bincount(u, minlength=n_units)
-        self.zeros += n_valid - nnz
-        self._sum.index_add_(0, u, v.double())
+        n_rows, n_units, k, grid = rb.numel(), acts.shape[-1], self.k, self.grid
+        sparse = self.basis["sparse"]
+        self.meta["n_tokens"] += n_rows
+        x = acts[rb, rp]  # [row, unit]
+        keys = (docs[rb] << POS_BITS) | rp  # [row]
+        live = x != 0 if sparse else None  # [row, unit]
+        if live is not None:
+            self.zeros += n_rows - live.sum(0)
         if self._xtx is not None:  # float32 within a batch (half the time), float64 across
-            x = acts[valid]  # [row, unit]
             for s in range(0, n_units, _XTX_BLOCK):
-                self._xtx[s: s + _XTX_BLOCK, s:] += x[:, s: s + _XTX_BLOCK].T @ x[:, s:]
-        self._sumsq.index_add_(0, u, v.double().square())
-        bins = grid.index(v.clone(), u)  # [entry], flat over every unit's bins
-        self.hist += torch.bincount(bins, minlength=n_units * grid.n_bins).view(n_units, -1)
+                block = x[:, s: s + _XTX_BLOCK].T @ x[:, s:]  # [block, unit - s]
+                self._xtx[s: s + _XTX_BLOCK, s:] += block  # promoted to float64 in place
+                self._sumsq[s: s + _XTX_BLOCK] += block.diagonal()
+        else:
+            self._sumsq += (x * x).sum(0, dtype=torch.float64)
+        self._sum += x.sum(0, dtype=torch.float64)
+        bins = grid.index(x.clone(), torch.arange(n_units))  # [row, unit], flat over all bins
+        counted = bins[live] if live is not None else bins.view(-1)
+        self.hist += torch.bincount(counted, minlength=n_units * grid.n_bins).view(n_units, -1)
 
         lengths = mask.sum(1)
         before, after = self.meta["context"]
         window = torch.arange(-before, after + 1)
 
-        def place(rows: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """(positions [m, width] clamped into the row, inside-the-row mask)."""
-            at = at[:, None] + window
-            ok = (at >= 1) & (at < lengths[rows][:, None])
-            return at.clamp(0, tokens.shape[1] - 1), ok
+        def place(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """(batch rows [m, 1], positions [m, width] clamped into the row, inside mask)."""
+            b = rb[rows][:, None]
+            at = rp[rows][:, None] + window
+            ok = (at >= first) & (at < lengths[b])
+            return b, at.clamp(0, tokens.shape[1] - 1), ok
 
-        def contexts(i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            """(ids IntTensor[entry, width], acts Tensor[entry, width]) around entries i."""
-            rows = b[i]
-            at, ok = place(rows, p[i])
-            ids = torch.where(ok, tokens[rows[:, None], at], -1).int()
-            vals = torch.where(ok, acts[rows[:, None], at, u[i][:, None]], math.nan)
+        def contexts(r: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """(ids IntTensor[entry, width], acts Tensor[entry, width]) around rows r, unit u."""
+            b, at, ok = place(r)
+            ids = torch.where(ok, tokens[b, at], -1).int()
+            vals = torch.where(ok, acts[b, at, u[:, None]], math.nan)
             return ids, vals
 
-        def fold(pool: Pool, sign: float, cand: torch.Tensor) -> None:
-            """Top-k by sign * value of the entries `cand` (a mask) into `pool`."""
-            sv = v * sign
-            cand &= sv > pool.value[:, -1][u]
-            if int(cand.sum()) > 4 * k * n_units:  # within this batch's top k only
-                masked = torch.where(valid[..., None], acts * sign, -math.inf)
-                kth = masked.view(-1, n_units).topk(min(k, n_valid), dim=0).values[-1]
-                cand &= sv >= kth[u]
-            i = cand.nonzero()[:, 0]
-            if i.numel():
-                pool.add({"group": u[i], "value": sv[i], "doc": docs[b[i]], "pos": p[i],
-                          "prio": keys[b[i], p[i]]}, lambda j: contexts(i[j]))
+        def fold(pool: Pool, sx: torch.Tensor, cand: torch.Tensor) -> None:
+            """Top-k of sx [row, unit] (x or -x) among `cand` into `pool`."""
+            cand &= sx > pool.value[:, -1]
+            if int(torch.count_nonzero(cand)) > 4 * k * n_units:  # this batch's top k only
+                cand &= sx >= sx.topk(min(k, n_rows), dim=0).values[-1]
+            r, u = cand.nonzero(as_tuple=True)
+            if r.numel():
+                pool.add({"group": u, "value": sx[r, u], "doc": docs[rb[r]], "pos": rp[r],
+                          "prio": keys[r]}, lambda i: contexts(r[i], u[i]))
 
-        fold(self._top, 1.0, torch.ones_like(v, dtype=torch.bool))
-        fold(self._bottom, -1.0, v < 0)
+        fold(self._top, x, live.clone() if live is not None else
+             torch.ones_like(x, dtype=torch.bool))
+        fold(self._bottom, -x, x < 0)
 
-        # bucket samples: a chunk of entries at a time against the current thresholds (the s-th
+        # bucket samples: a chunk of rows at a time against the current thresholds (the s-th
         # smallest priority kept per bucket), which fall as the pool fills
-        rb, rp = valid.nonzero(as_tuple=True)
-        prio_at = torch.zeros_like(keys)
-        prio_at[rb, rp] = mix63(keys[rb, rp], self.meta["seed"])
-        groups = grid.bucket(bins)  # [entry]: unit * n_buckets + bucket
-        for start in range(0, v.numel(), _CHUNK):
-            sl = slice(start, start + _CHUNK)
-            g, prio = groups[sl], prio_at[b[sl], p[sl]]
-            thr = self._samples.prio[:, -1].index_select(0, g)
-            i = (prio < thr).nonzero()[:, 0]
-            if i.numel():
-                i = i + start
-                self._samples.add({"group": groups[i], "value": v[i], "doc": docs[b[i]],
-                                   "pos": p[i], "prio": prio_at[b[i], p[i]]},
-                                  lambda j, i=i: contexts(i[j]))
+        prio = mix63(keys, self.meta["seed"])  # [row]
+        groups = grid.bucket(bins)  # [row, unit]: unit * n_buckets + bucket
+        for start in range(0, n_rows, _CHUNK_ROWS):
+            g = groups[start: start + _CHUNK_ROWS]
+            thr = self._samples.prio[:, -1].index_select(0, g.reshape(-1)).view_as(g)
+            hit = prio[start: start + _CHUNK_ROWS, None] < thr
+            if live is not None:
+                hit &= live[start: start + _CHUNK_ROWS]
+            r, u = hit.nonzero(as_tuple=True)
+            if r.numel() == 0:
+                continue
+            r = r + start
+            self._samples.add({"group": groups[r, u], "value": x[r, u], "doc": docs[rb[r]],
+                               "pos": rp[r], "prio": prio[r]},
+                              lambda i, r=r, u=u: contexts(r[i], u[i]))
 
         # the random sample of positions, with every unit's activations over each window
-        def windows(i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            at, ok = place(rb[i], rp[i])
-            ids = torch.where(ok, tokens[rb[i][:, None], at], -1).int()
-            win = torch.where(ok[..., None], acts[rb[i][:, None], at], math.nan)
-            return ids, win
+        def windows(r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            b, at, ok = place(r)
+            ids = torch.where(ok, tokens[b, at], -1).int()
+            return ids, torch.where(ok[..., None], acts[b, at], math.nan)
 
-        self._random = self._random.add(keys[rb, rp], mix63(keys[rb, rp], self.meta["seed"] + 1),
-                                        windows)
+        self._random = self._random.add(keys, mix63(keys, self.meta["seed"] + 1), windows)
 
     def _used_ids(self) -> list[int]:
         ids = torch.cat([self._top.ctx.view(-1), self._bottom.ctx.view(-1),
