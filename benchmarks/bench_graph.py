@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    load = os.getloadavg()
     model = iw.load_model("demo", device="cpu")
     tokens = model.to_tokens(PROMPT)[0]
     rows = []
@@ -120,7 +121,10 @@ def main() -> None:
         f"untimed run; circuit-tracer 0.5.0 in its own virtualenv, `attribute` alone (loading "
         f"not timed). Max |edge difference| over the edges both graphs hold (circuit-tracer "
         f"drops BOS features and errors and has no bias nodes, so our graphs have more nodes). "
-        f"Target: ours under 10 s on 2 CPU cores. Machine: {machine()}, shared with other jobs.",
+        f"Target: ours under 10 s on 2 CPU cores. Machine: {machine()}, shared with other jobs "
+        f"(load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after: with a load "
+        f"that high, wall times measure the machine more than the code; the ratio, from the "
+        f"same minutes, is the figure to read).",
         "",
         "| transcoders | ours | circuit-tracer | ours / theirs | max edge diff |",
         "|---|---|---|---|---|",
