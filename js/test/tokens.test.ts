@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { fmt } from "../src/components/dom";
-import { displayToken, segments, tokenSpan, tokenStrip } from "../src/components/tokens";
+import { displayToken, fillToken, segments, tokenSpan, tokenStrip } from "../src/components/tokens";
 
 describe("whitespace display", () => {
   it("shows spaces, newlines and tabs as symbols in faint runs", () => {
@@ -57,5 +57,29 @@ describe("fmt", () => {
     expect(fmt(2)).toBe("2.000");
     expect(fmt(12345.6)).toBe("1.235e+4");
     expect(fmt(NaN)).toBe("n/a");
+  });
+});
+
+// a U+202E in a token once reversed the rest of the line on screen
+describe("control and bidi characters", () => {
+  it("shows bidi overrides, isolates and controls as escapes", () => {
+    expect(displayToken("abc\u202edef")).toBe("abc\\u202edef");
+    expect(displayToken("\u2066x\u2069")).toBe("\\u2066x\\u2069");
+    expect(displayToken("a\u0007b\u001b[31m")).toBe("a\\u0007b\\u001b[31m");
+    expect(segments("a\u202e\u202eb")).toEqual([
+      { text: "a", ws: false },
+      { text: "\\u202e", ws: true },
+      { text: "\\u202e", ws: true },
+      { text: "b", ws: false },
+    ]);
+  });
+
+  it("keeps whitespace symbols and plain tokens as they were", () => {
+    expect(displayToken(" the\n")).toBe("·the⏎");
+    expect(displayToken("plain")).toBe("plain");
+    const el = fillToken(document.createElement("span"), "x\u202ey");
+    expect(el.textContent).toBe("x\\u202ey");
+    expect(el.textContent).not.toContain("\u202e");
+    expect(el.querySelector(".iw-ws")!.textContent).toBe("\\u202e");
   });
 });

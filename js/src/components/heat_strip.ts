@@ -16,7 +16,7 @@
 //   plus one text node; only the rest go through `segments`.
 // Token text only ever reaches the page through text nodes, never as HTML.
 import { h } from "./dom";
-import { segments } from "./tokens";
+import { HIDDEN, segments } from "./tokens";
 
 export interface HeatStrip {
   el: HTMLElement;
@@ -48,8 +48,9 @@ export interface HeatStripOptions {
 const CHAR_PX = 7.6;
 const LINE_PX = 24.5;
 
-const NO_WS = /^[^\s\u00a0]+$/;
-const SPACE_THEN_WORD = /^ [^\s\u00a0]+$/;
+// tokens without whitespace, control or bidi characters (those go through `segments`)
+const NO_WS = new RegExp(`^[^\\s\\u00a0${HIDDEN}]+$`);
+const SPACE_THEN_WORD = new RegExp(`^ [^\\s\\u00a0${HIDDEN}]+$`);
 
 function afterNextFrame(run: () => void): void {
   if (typeof requestAnimationFrame === "function") requestAnimationFrame(() => setTimeout(run, 0));

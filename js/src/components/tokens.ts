@@ -1,22 +1,34 @@
-// Token text as text: whitespace made visible (space ·, newline ⏎, tab →), rendered by textContent.
+// Token text as text: whitespace made visible (space ·, newline ⏎, tab →), and control and
+// bidirectional-formatting characters (U+202E reverses all text after it on screen) shown as
+// escapes (\u202e) that act on nothing; rendered by textContent.
 import { h } from "./dom";
 
 const WS_SYMBOL: Record<string, string> = { " ": "·", "\n": "⏎", "\t": "→", "\r": "␍", "\u00a0": "⍽" };
-const WS_RE = /[\s\u00a0]+/g;
+/** Control and bidi-formatting characters, as a RegExp character-class body. */
+export const HIDDEN = "\\u0000-\\u0008\\u000e-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069";
+const WS_RE = new RegExp(`[\\s\\u00a0]+|[${HIDDEN}]`, "g");
+const HIDDEN_RE = new RegExp(`^[${HIDDEN}]$`);
+
+/** A control or bidi character as a visible escape, e.g. "\\u202e". */
+function escapeHidden(c: string): string {
+  return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
+}
 
 export interface Segment {
   text: string;
   ws: boolean;
 }
 
-/** Split a token into runs of visible text and runs of whitespace shown as symbols. */
+/** Split a token into runs of visible text and runs of whitespace shown as symbols (control and
+ * bidi characters as escapes, one per segment). */
 export function segments(token: string): Segment[] {
   if (token === "") return [{ text: "∅", ws: true }];
   const out: Segment[] = [];
   let last = 0;
   for (const m of token.matchAll(WS_RE)) {
     if (m.index! > last) out.push({ text: token.slice(last, m.index), ws: false });
-    out.push({ text: Array.from(m[0], (c) => WS_SYMBOL[c] ?? "·").join(""), ws: true });
+    const shown = HIDDEN_RE.test(m[0]) ? escapeHidden(m[0]) : Array.from(m[0], (c) => WS_SYMBOL[c] ?? "·").join("");
+    out.push({ text: shown, ws: true });
     last = m.index! + m[0].length;
   }
   if (last < token.length) out.push({ text: token.slice(last), ws: false });
@@ -30,7 +42,7 @@ export function displayToken(token: string): string {
     .join("");
 }
 
-const HAS_WS = /[\s\u00a0]/;
+const HAS_WS = new RegExp(`[\\s\\u00a0${HIDDEN}]`);
 
 /** Fill `el` with the token's segments; whitespace runs go in a faint span.iw-ws. */
 export function fillToken(el: HTMLElement, token: string): HTMLElement {
