@@ -6,7 +6,8 @@ forward pass stops at the basis's hook (`analysis.corpus.layer_activations`), th
 the activations, and the batch is folded into state whose size does not depend on the corpus
 length. Only nonzero activations are folded in one by one, so a sparse SAE costs what its
 nonzeros cost and a dense layer of neurons what its values cost. Per unit:
-- top-k and bottom-k examples with contexts (bottom: the most negative values, only values < 0);
+- top-k and bottom-k examples with contexts (bottom: the most negative values, only values < 0,
+  kept for signed bases; an unsigned unit's negative tail, e.g. GELU's floor at -0.17, is noise);
 - bucket samples: a uniform sample of the unit's nonzero positions in each activation bucket
   (`Grid`), and the quantiles each bucket spans among the unit's nonzero values;
 - a histogram (`Grid`; of nonzero values for a sparse basis, whose zeros mean "off" and are
@@ -331,7 +332,8 @@ class UnitScan:
         return self._examples(self._top, self._check(unit))
 
     def bottom_values(self, unit: int) -> torch.Tensor:
-        """Tensor[<=k]: the unit's most negative activations, ascending (empty if never < 0)."""
+        """Tensor[<=k]: the unit's most negative activations, ascending (empty if never < 0, and
+        for the units of an unsigned basis, which keep no bottom tail)."""
         u = self._check(unit)
         return -self._bottom.value[u][self._bottom.doc[u] >= 0]
 
@@ -555,7 +557,8 @@ class UnitScan:
 
         fold(self._top, x, live.clone() if live is not None else
              torch.ones_like(x, dtype=torch.bool))
-        fold(self._bottom, -x, x < 0)
+        if self.signed:  # an unsigned unit's negative tail (GELU's -0.17 floor) is noise
+            fold(self._bottom, -x, x < 0)
 
         # bucket samples: a chunk of rows at a time against the current thresholds (the s-th
         # smallest priority kept per bucket), which fall as the pool fills
