@@ -1,10 +1,14 @@
-"""`scan_neurons` (streaming, every neuron of a layer) against a bare forward pass over the same
-token batches, and against the tutorial approach: cache every activation, then sort.
+"""`iw.scan` (the unit engine, streaming, every unit of a basis) against a bare forward pass over
+the same token batches, and against the tutorial approach: cache every activation, then sort.
 
-Targets (issue 4): at most 1.3x the bare forward's time over >= 200k tokens; peak memory the same
-at two corpus sizes. Memory is the RSS high-water mark of a fresh subprocess per run, reset after
-loading the model and the corpus, minus the RSS at that point (so it counts what the run adds).
-Run: `.venv/bin/python benchmarks/bench_scan.py` (writes its section of README.md).
+Rows: the neurons of an early and of the last layer, the demo SAE, each also against a forward
+that stops at the same hook (what the scan's forward costs, so the rest is the engine's fold);
+two Ray workers against one process, and the merge of the two shards.
+Targets (issues 4, 17): the last layer's neurons at most 1.3x the bare forward, the demo SAE at
+most 1.4x; peak memory the same at two corpus sizes. Memory is the RSS high-water mark of a
+fresh subprocess per run, reset after loading the model and the corpus, minus the RSS at that
+point (so it counts what the run adds).
+Run: `.venv/bin/python benchmarks/bench_scan.py [--tokens 200000]` (writes its README section).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 import torch
 
 import interp_widgets as iw
-from interp_widgets.analysis.corpus import iter_corpus, scan_neurons
+from interp_widgets.analysis.corpus import iter_corpus, layer_activations
 
 from _common import interleaved_medians, machine, publish, reset_peak, rss_mb
 
@@ -84,7 +88,8 @@ def child(args) -> None:
     base = rss_mb("VmRSS")
     t0 = time.perf_counter()
     if args.child == "scan":
-        scan = scan_neurons(model, docs, args.layer, k=args.k, batch_size=BATCH, progress=False)
+        scan = iw.scan(model, iw.neurons(model, args.layer), docs, k=args.k, batch_size=BATCH,
+                       progress=False)
         state = sum(t.numel() * t.element_size() for t in scan._tensors().values()) / 1e6
     else:
         naive_top_k(model, docs, args.layer, args.k)
@@ -104,6 +109,41 @@ def measure(args, mode: str, tokens: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def ray_figures(model, sae, docs, args) -> list[str]:
+    """Lines on two Ray workers vs one process (the demo SAE scan) and the merge time."""
+    try:
+        import ray
+    except ImportError:
+        return ["Ray: not installed (pip install 'interp-widgets[ray]'), so not measured."]
+    t0 = time.perf_counter()
+    try:
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2,
+                 log_to_driver=False)
+    except Exception as err:  # noqa: BLE001 - say why in the README instead
+        return [f"Ray: the local cluster did not start here ({type(err).__name__}: "
+                f"{str(err)[:160]}), so the 2-worker figures are missing."]
+    started = time.perf_counter() - t0
+    kw = dict(k=args.k, batch_size=BATCH, progress=False)
+    try:
+        iw.scan(model, sae, docs[:BATCH * 2], cluster="ray", n_workers=2, **kw)  # workers load
+        t0 = time.perf_counter()
+        iw.scan(model, sae, docs, cluster="ray", n_workers=2, **kw)
+        two = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    t0 = time.perf_counter()
+    one = iw.scan(model, sae, docs, **kw)
+    single = time.perf_counter() - t0
+    shards = [iw.scan(model, sae, docs, shard=i, n_shards=2, **kw) for i in range(2)]
+    t0 = time.perf_counter()
+    iw.UnitScan.merge(shards)
+    merge = time.perf_counter() - t0
+    assert one.n_tokens == sum(s.n_tokens for s in shards)
+    return [f"Ray, the demo SAE scan: one process {single:.1f} s; two Ray workers (local "
+            f"cluster, 2 CPUs, started in {started:.1f} s, workers warm) {two:.1f} s: "
+            f"{single / two:.2f}x; merging the two shards {merge * 1000:.0f} ms."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="demo")
@@ -115,6 +155,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--child", choices=["scan", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--no-ray", dest="ray", action="store_false",
+                        help="skip the Ray rows (2 workers vs 1 process, merge time)")
     args = parser.parse_args()
     if args.child:
         return child(args)
@@ -127,14 +169,27 @@ def main() -> None:
     padded = sum(t.numel() for t, _ in prepared)
     last = model.cfg.n_layers - 1
 
-    def scan(layer: int, correlations: bool = True):
-        return lambda: scan_neurons(model, docs, layer, k=args.k, batch_size=BATCH,
-                                    progress=False, correlations=correlations)
+    sae = iw.demo.load_sae()
 
-    runs = {"bare": lambda: bare_forward(model, prepared), "early": scan(args.layer),
-            "last": scan(last), "last_nocorr": scan(last, False),
+    def scan(basis, correlations=None):
+        return lambda: iw.scan(model, basis, docs, k=args.k, batch_size=BATCH, progress=False,
+                               correlations=correlations)
+
+    def to_hook(hook: str):
+        def run():
+            for b in iter_corpus(model, docs, BATCH):
+                layer_activations(model, [r for _, r in b.rows], hook)
+        return run
+
+    early, final = iw.neurons(model, args.layer), iw.neurons(model, last)
+    runs = {"bare": lambda: bare_forward(model, prepared), "early": scan(early),
+            "last": scan(final), "last_nocorr": scan(final, False),
+            "last_hook": to_hook(final.hook), "sae": scan(sae), "sae_hook": to_hook(sae.hook_name),
             "naive": lambda: naive_top_k(model, docs, last, args.k)}
     t = interleaved_medians(runs, repeats=args.repeats, warmup=1)
+    print(json.dumps({"seconds": t}), file=sys.stderr, flush=True)  # kept if a later step dies
+    ray_rows = ray_figures(model, sae, docs, args) if args.ray else [
+        "Ray: not run (--no-ray)."]
     mem = {(m, n): measure(args, m, n) for m in ("scan", "naive")
            for n in (args.small, args.tokens)}
     ratio = {k: v / t["bare"] for k, v in t.items()}
@@ -143,11 +198,12 @@ def main() -> None:
     flat = abs(s_big["added_mb"] - s_small["added_mb"]) <= max(50.0, 0.1 * s_small["added_mb"])
     row = "| {} | {:.1f} s | {:.2f}x |"
     lines = [
-        "## Corpus scan: `scan_neurons` vs a bare forward and vs cache-then-sort "
+        "## Corpus scan: `iw.scan` vs a bare forward and vs cache-then-sort "
         "(`benchmarks/bench_scan.py`)",
         "",
         f"Model `{args.model}` ({model.cfg.n_layers} layers, all {model.cfg.d_mlp} neurons of a "
-        f"layer, k={args.k}); {len(docs):,} documents of {DOC_TOKENS} tokens cut from "
+        f"layer; the demo SAE, {sae.d_sae} latents at `{sae.hook_name}`; k={args.k}); "
+        f"{len(docs):,} documents of {DOC_TOKENS} tokens cut from "
         f"`iw.demo.corpus` = {n_tokens:,} tokens ({padded:,} with BOS), batches of {BATCH} "
         f"documents, {args.threads} torch thread(s); median of {args.repeats} interleaved runs "
         f"after one warm-up; {machine()}.",
@@ -155,33 +211,46 @@ def main() -> None:
         "| what | time | vs bare forward |",
         "|---|---|---|",
         row.format("bare forward of the whole model over the same batches", t["bare"], 1.0),
-        row.format(f"`scan_neurons`, layer {args.layer} (the forward stops at its hook)",
-                   t["early"], ratio["early"]),
-        row.format(f"`scan_neurons`, last layer {last} (stops at its hook: no unembedding)",
-                   t["last"], ratio["last"]),
-        row.format("`scan_neurons`, last layer, `correlations=False`", t["last_nocorr"],
+        row.format(f"`iw.scan(model, iw.neurons(model, {args.layer}), ...)` (the forward stops "
+                   "at its hook)", t["early"], ratio["early"]),
+        row.format(f"`iw.scan`, neurons of the last layer {last} (stops at its hook: no "
+                   "unembedding)", t["last"], ratio["last"]),
+        row.format("`iw.scan`, last layer, `correlations=False`", t["last_nocorr"],
                    ratio["last_nocorr"]),
+        row.format("forward to the last layer's `mlp.hook_post` only (no scan)", t["last_hook"],
+                   ratio["last_hook"]),
+        row.format(f"`iw.scan(model, iw.demo.load_sae(), ...)` ({sae.d_sae} latents)", t["sae"],
+                   ratio["sae"]),
+        row.format(f"forward to `{sae.hook_name}` only (no scan)", t["sae_hook"],
+                   ratio["sae_hook"]),
         row.format("naive: cache every activation of the last layer, then `topk`", t["naive"],
                    ratio["naive"]),
         "",
-        "`scan_neurons` keeps per neuron the top-k with contexts, bucket samples, a histogram, "
-        "mean/std/density and (by default) sum x x^T for correlations; the naive approach gives "
-        "only the top-k values.",
+        "`iw.scan` keeps per unit the top-k and bottom-k with contexts, bucket samples, a "
+        "histogram, mean/std/density, a uniform random sample of positions shared by all units "
+        "and (by default, up to 4,096 units) sum x x^T for correlations; the naive approach gives "
+        "only the top-k values. The engine's own cost is the scan's time minus the forward to "
+        f"its hook: {t['last'] - t['last_hook']:.1f} s for {model.cfg.d_mlp} neurons, "
+        f"{t['sae'] - t['sae_hook']:.1f} s for the SAE.",
         "",
-        "Memory added on top of the loaded model (RSS high-water mark of a fresh process, layer "
-        f"{args.layer}):",
+        *ray_rows,
         "",
-        "| corpus | `scan_neurons` | scan state (saved tensors) | naive cache-then-sort |",
+        "Memory added on top of the loaded model (RSS high-water mark of a fresh process, "
+        f"neurons of layer {args.layer}):",
+        "",
+        "| corpus | `iw.scan` | scan state (saved tensors) | naive cache-then-sort |",
         "|---|---|---|---|",
         f"| {args.small:,} tokens | {s_small['added_mb']:.0f} MB | {s_small['state_mb']:.1f} MB | "
         f"{n_small['added_mb']:.0f} MB |",
         f"| {args.tokens:,} tokens | {s_big['added_mb']:.0f} MB | {s_big['state_mb']:.1f} MB | "
         f"{n_big['added_mb']:.0f} MB |",
         "",
-        f"Targets: at most 1.3x the bare forward: **{'met' if ratio['last'] <= 1.3 else 'NOT met'}"
-        f"** for the last layer ({ratio['last']:.2f}x; {ratio['last_nocorr']:.2f}x without "
-        f"correlation sums), {ratio['early']:.2f}x for layer {args.layer}; memory flat in corpus "
-        f"size: **{'met' if flat else 'NOT met'}** ({s_small['added_mb']:.0f} MB vs "
+        f"Targets: the last layer's neurons at most 1.3x the bare forward: "
+        f"**{'met' if ratio['last'] <= 1.3 else 'NOT met'}** ({ratio['last']:.2f}x; "
+        f"{ratio['last_nocorr']:.2f}x without correlation sums), {ratio['early']:.2f}x for layer "
+        f"{args.layer}; the demo SAE at most 1.4x: **{'met' if ratio['sae'] <= 1.4 else 'NOT met'}"
+        f"** ({ratio['sae']:.2f}x); memory flat in corpus size: "
+        f"**{'met' if flat else 'NOT met'}** ({s_small['added_mb']:.0f} MB vs "
         f"{s_big['added_mb']:.0f} MB), while the naive approach grows with the corpus "
         f"({n_small['added_mb']:.0f} MB -> {n_big['added_mb']:.0f} MB).",
     ]
