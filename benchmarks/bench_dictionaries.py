@@ -200,7 +200,7 @@ Target (ours within 1.3x between the two sizes): **{'met' if ok else 'missed'}**
 holds. Seconds per million tokens are extrapolated from the {big // 1000}k-token run (ICA's
 time grows with its iteration count, which depends on the data); 10M tokens were not run here.
 Command: `.venv/bin/python benchmarks/bench_dictionaries.py --parts stream --small {args.small} \
---tokens {big} --threads {args.threads}` ({machine()})."""
+--tokens {big} --components {args.components} --threads {args.threads}` ({machine()})."""
 
 
 # ---- toy superposition: overcomplete ICA vs SAE vs complete ICA -----------------------------
