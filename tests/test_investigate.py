@@ -315,6 +315,15 @@ def test_census_classifies_drawn_units_with_intervals(model):
             assert r["low"] > 0.3 and r["low"] <= r["score"] <= r["high"]
         if r["class"] == "polysemantic":
             assert isinstance(r["groups"], list) and r["groups"]
+    view = iw.CensusView(table)
+    assert view.classes == table["class"].tolist() and view.title == "Census of 5 neurons"
+    from interp_widgets.widgets._codec import decode_array
+
+    assert decode_array(view.units).tolist() == table.unit.tolist()
+    scored = table["score"].notna().to_numpy()
+    assert decode_array(view.scores)[scored, 0] == pytest.approx(table.score[scored].tolist())
+    with pytest.raises(ValueError, match="DataFrame iw.census returns"):
+        iw.CensusView([1, 2])
     with pytest.raises(ValueError, match="corpus is empty"):
         iw.census(model, 1, [], n=2)
     with pytest.raises(TypeError, match="layer number"):

@@ -6,6 +6,7 @@ from ._base import BaseWidget
 from .attention import AttentionView
 from .attribution import AttributionView
 from .autointerp_table import AutoInterpTable
+from .census_view import CensusView
 from .explain import ExplainMixin
 from .feature_browser import FeatureBrowser
 from .graph_view import GraphView
@@ -25,6 +26,7 @@ __all__ = [
     "AttributionView",
     "AutoInterpTable",
     "BaseWidget",
+    "CensusView",
     "ExplainMixin",
     "FeatureBrowser",
     "GraphView",

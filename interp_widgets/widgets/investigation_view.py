@@ -90,7 +90,8 @@ class InvestigationView(BaseWidget):
     def start(cls, model: Any, behaviour: Any, *, title: str = "", **kwargs: Any
               ) -> InvestigationView:
         """Run `iw.investigate(model, behaviour, **kwargs)` in a background thread; steps and
-        claims appear in the view as they come."""
+        claims appear in the view as they come. The run uses the model's hooks: do not run the
+        same model in other cells until it ends (`wait()`, or the stop button)."""
         view = cls(title=title or f"Investigation: {behaviour.name}")
         view.running, view.status = True, "running"
 

@@ -18,6 +18,7 @@ import { promptFeatures } from "./widgets/prompt_features";
 import { graphView } from "./widgets/graph_view";
 import { unitDashboards } from "./widgets/unit_dashboards";
 import { investigationView } from "./widgets/investigation";
+import { censusView } from "./widgets/census";
 
 export const VIEWS: Record<string, View> = {
   token_heatmap: tokenHeatmap,
@@ -35,6 +36,7 @@ export const VIEWS: Record<string, View> = {
   graph_view: graphView,
   unit_dashboards: unitDashboards,
   investigation: investigationView,
+  census: censusView,
 };
 
 function render({ model, el }: { model: WidgetModel; el: HTMLElement }): () => void {

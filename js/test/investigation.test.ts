@@ -77,3 +77,35 @@ describe("investigation view", () => {
     expect(el.querySelector<HTMLButtonElement>("button.iw-inv-stop")!.disabled).toBe(true);
   });
 });
+
+describe("census view", () => {
+  const state = () => ({
+    _view: "census",
+    title: "Census of 4 neurons",
+    units: encodeArray([3, 8, 20, 41], [4], "int32"),
+    scores: encodeArray([0.6, 0.4, 0.75, NaN, NaN, NaN, 0.2, -0.1, 0.5, 0.9, 0.8, 0.95], [4, 3], "float32"),
+    classes: ["monosemantic", "dead", "polysemantic", "monosemantic"],
+    explanations: [EVIL, "", "mixed", "tokens"],
+    notes: ["", "", "fires on ' for' x5", ""],
+  });
+
+  it("lists units by score with their intervals and filters by class", () => {
+    const { el } = mount(state());
+    const units = () => Array.from(el.querySelectorAll("tbody tr"), (r) => r.getAttribute("data-unit"));
+    expect(units()).toEqual(["41", "3", "20", "8"]); // unscored (dead) last
+    const first = el.querySelector("tbody tr")!;
+    expect(first.children[2].textContent).toBe("0.90 [0.80, 0.95]");
+    expect(el.querySelector("tbody tr[data-unit='3']")!.children[3].textContent).toBe(EVIL);
+    expect(el.querySelector(".iw-census-counts")!.textContent).toBe("monosemantic 2 · dead 1 · polysemantic 1");
+    const cls = el.querySelector<HTMLSelectElement>("select.iw-census-class")!;
+    cls.value = "polysemantic";
+    cls.dispatchEvent(new Event("change"));
+    expect(units()).toEqual(["20"]);
+    expect(el.querySelector("tbody tr")!.children[4].textContent).toBe("fires on ' for' x5");
+    const sort = el.querySelector<HTMLSelectElement>("select.iw-census-sort")!;
+    cls.value = "all";
+    sort.value = "unit";
+    sort.dispatchEvent(new Event("change"));
+    expect(units()).toEqual(["3", "8", "20", "41"]);
+  });
+});

@@ -55,3 +55,24 @@ def test_a_patching_step_draws_its_grid_with_the_kernels_numbers(page):
     cell = p.locator(f"{VIEW} details.iw-inv-step[data-step] .iw-heatgrid "
                      ".iw-lens-cell[data-row='2'][data-col='2']").first
     assert float(cell.inner_text()) == pytest.approx(first[2][2], abs=0.006)
+
+
+def test_census_view_filters_by_class_like_the_table(page):
+    p = page.page
+    root = p.locator(".iw-root[data-view='census']")
+    # the model is not shared with a running investigation: wait for it to end first
+    page.run_code("view.wait(300)\ntable = iw.census(model, 1, iw.demo.corpus(200, seed=5), n=6)\n"
+                  "iw.CensusView(table)", timeout=300_000)
+    root.locator("tbody tr").first.wait_for(timeout=60_000)
+    rows = page.run_json("print(json.dumps([[int(r.unit), r['class'], None if r.score != r.score "
+                         "else float(r.score)] for _, r in table.iterrows()]))")
+    assert root.locator("tbody tr").count() == len(rows)
+    classes = [c for _, c, _ in rows]
+    cls = max(set(classes), key=classes.count)
+    root.locator("select.iw-census-class").select_option(cls)
+    picked = [(u, s) for u, c, s in rows if c == cls]
+    assert root.locator("tbody tr").count() == len(picked)
+    shown = root.locator("tbody tr").evaluate_all("rs => rs.map(r => +r.dataset.unit)")
+    want = [u for u, s in sorted(picked, key=lambda r: (-(r[1] if r[1] is not None else -1e9),
+                                                        r[0]))]
+    assert shown == want
