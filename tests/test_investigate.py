@@ -409,3 +409,23 @@ def test_plan_with_an_sae_checks_features_and_steering_moves_the_metric(model):
         call_tool(Context(model, b, sae=sae), "steer_feature", {"index": 1, "coeff": "big"})
     with pytest.raises(ToolError, match="needs an SAE"):
         call_tool(Context(model, b), "feature_search", {})
+
+
+def test_probe_tool_reads_the_article_from_the_residual_stream(model):
+    b = Behaviour.article(model, n=32)
+    ctx = Context(model, b)
+    late = call_tool(ctx, "probe", {"layer": 2})
+    assert late["positive"] == " an" and late["dense_f1"] > 0.9
+    lo, hi = late["dense_low"], late["dense_high"]
+    assert (lo <= late["dense_f1"] <= hi) or (lo != lo and late["dense_f1"] == 1.0)  # NaN: no
+    # interval when every fold scores the same
+    # the same rows by hand: resid_post of the last layer at the last token
+    run = model.run([p for p in b.prompts], names=["blocks.2.hook_resid_post"])
+    last = torch.stack([run.cache["blocks.2.hook_resid_post"][i, n - 1]
+                        for i, n in enumerate(run.lengths)])
+    from sklearn.linear_model import LogisticRegression
+
+    y = [a == " an" for a in b.answer]
+    assert LogisticRegression(max_iter=2000).fit(last.numpy(), y).score(last.numpy(), y) == 1.0
+    with pytest.raises(ToolError, match="exactly two distinct answers"):
+        call_tool(Context(model, Behaviour.induction(model, n=4)), "probe", {"layer": 1})

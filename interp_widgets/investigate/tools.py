@@ -18,6 +18,7 @@ from ..analysis.attribution import direct_logit_attribution
 from ..analysis.features import find_features
 from ..analysis.neurons import find_neurons
 from ..analysis.patching import activation_patching
+from ..analysis.probing import sparse_probe
 from ..analysis.steering import sae_direction, steering_shift
 from ..model import Model
 from .behaviour import Behaviour, answer_ids
@@ -231,6 +232,39 @@ def steer_feature(ctx: Context, index: int, coeff: float = 4.0) -> dict:
             "summary": f"adding {coeff:g} x feature {index} moves the metric by {est}"}
 
 
+def probe(ctx: Context, layer: int, k: int = 4, n_folds: int = 4) -> dict:
+    """Is the answer linearly readable from the residual stream after `layer`, at the last
+    position? k-sparse and dense probes (`iw.sparse_probe`, repeated folds over prompts, F1
+    with its interval) predicting which answer each prompt has."""
+    model, b = ctx.model, ctx.behaviour
+    answers = [str(a) for a in b.answer]
+    kinds = sorted(set(answers))
+    if len(kinds) != 2:
+        raise ToolError(f"probe needs prompts with exactly two distinct answers (a binary label);"
+                        f" this behaviour has {len(kinds)}.")
+    L = model.cfg.n_layers
+    if not isinstance(layer, int) or not 0 <= layer < L:
+        raise ToolError(f"layer {layer!r} is out of range: use 0 .. {L - 1}.")
+    name = f"blocks.{layer}.hook_resid_post"
+    toks = b.tokens(model)
+    rows = torch.empty(len(b), model.cfg.d_model)
+    for idx in b.groups(model):
+        run = model.run(torch.stack([toks[i] for i in idx]), names=[name])
+        rows[idx] = run.cache[name][:, -1].float().cpu()
+    try:
+        res = sparse_probe(rows.numpy(), answers, positive=kinds[1], k=(1, int(k)),
+                           groups=None, n_folds=int(n_folds))
+    except ValueError as err:
+        raise ToolError(str(err)) from None
+    ci = res.dense_f1_ci
+    return {"layer": layer, "positive": kinds[1], "k": res.k, "f1": res.f1,
+            "dense_f1": res.dense_f1, "dense_low": None if ci is None else float(ci.low),
+            "dense_high": None if ci is None else float(ci.high), "units": res.selected,
+            "summary": f"after layer {layer}: dense probe F1 "
+            + (f"{ci}" if ci is not None else f"{res.dense_f1:.2f}")
+            + f" for {kinds[1]!r}; k={res.k[-1]} F1 {res.f1[-1]:.2f}"}
+
+
 def ablate(ctx: Context, kind: str, layer: int, index: int | None = None,
            component: str | None = None, position: int | None = None, mode: str = "auto",
            prompts: str = "all") -> dict:
@@ -311,6 +345,9 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
          _schema({"k": _INT}, []), feature_search),
     Tool("steer_feature", "Add a multiple of an SAE feature's direction and measure the metric.",
          _schema({"index": _INT, "coeff": {"type": "number"}}, ["index"]), steer_feature),
+    Tool("probe", "Sparse and dense probes for the answer on the residual stream after a "
+         "layer (last position), F1 with its interval.",
+         _schema({"layer": _INT, "k": _INT, "n_folds": _INT}, ["layer"]), probe),
     Tool("ablate", "Verify a claim: knock out one unit (head, neuron, feature or component) and "
          "measure the metric's drop with a bootstrap interval over prompts.",
          _schema({"kind": {"type": "string", "enum": ["head", "neuron", "feature", "component"]},
