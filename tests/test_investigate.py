@@ -324,9 +324,11 @@ def test_census_classifies_drawn_units_with_intervals(model):
     assert decode_array(view.scores)[scored, 0] == pytest.approx(table.score[scored].tolist())
     with pytest.raises(ValueError, match="DataFrame iw.census returns"):
         iw.CensusView([1, 2])
+    same = iw.census(model, iw.neurons(model, 1), corpus, n=5, seed=1)  # a unit-engine basis
+    assert same["class"].tolist() == table["class"].tolist()
     with pytest.raises(ValueError, match="corpus is empty"):
         iw.census(model, 1, [], n=2)
-    with pytest.raises(TypeError, match="layer number"):
+    with pytest.raises(TypeError, match="not a basis: pass iw.neurons"):
         iw.census(model, "mlp", corpus, n=2)
 
 

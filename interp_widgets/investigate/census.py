@@ -11,7 +11,7 @@ Classes (in this order):
   where the unit peaks.
 
     table = iw.census(model, 1, iw.demo.corpus(400), n=20)   # neurons of layer 1
-    table = iw.census(model, sae, corpus, n=20)              # SAE latents
+    table = iw.census(model, sae, corpus, n=20)              # SAE latents (any iw.scan basis)
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ import torch
 from ..model import Model
 
 
-def _scan(model: Model, basis: Any, corpus: Sequence[str], correlations: bool):
-    from ..analysis.corpus import scan_neurons
-    from ..analysis.feature_scan import scan_features
+def _scan(model: Model, basis: Any, corpus: Sequence[str]):
+    """(UnitScan, unit kind) of `basis` (a layer number: its MLP neurons; or any basis of
+    `iw.scan`: an SAE, a transcoder or dictionary basis, `iw.neurons(...)`)."""
+    from ..units import neurons, scan
 
-    if isinstance(basis, int):
-        return scan_neurons(model, corpus, basis, progress=False, correlations=correlations), \
-            "neuron"
-    if hasattr(basis, "encode") and hasattr(basis, "d_sae"):
-        return scan_features(model, basis, corpus, progress=False), "feature"
-    raise TypeError("basis must be a layer number (its MLP neurons) or an SAE (with encode and "
-                    f"d_sae); got {type(basis).__name__}.")
+    if isinstance(basis, int) and not isinstance(basis, bool):
+        basis = neurons(model, basis)
+    s = scan(model, basis, corpus, progress=False, correlations=True)
+    kind = str(s.meta["basis"]["kind"])
+    return s, {"neurons": "neuron", "sae": "feature"}.get(kind, kind)
 
 
 def _active_fraction(scan: Any, unit: int) -> float:
@@ -95,8 +94,8 @@ def census(model: Model, basis: Any, corpus: Sequence[str], *, n: int = 50, llm:
     corpus = list(corpus)
     if not corpus:
         raise ValueError("The corpus is empty: give documents to scan, e.g. iw.demo.corpus(400).")
-    scan, kind = _scan(model, basis, corpus, correlations=True)
-    total = scan.n_neurons if kind == "neuron" else basis.d_sae
+    scan, kind = _scan(model, basis, corpus)
+    total = scan.n_units
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int; got {n!r}.")
     units = np.random.default_rng(seed).choice(total, size=min(n, total), replace=False)

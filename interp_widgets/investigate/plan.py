@@ -144,24 +144,17 @@ def run_plan(runner: Runner, *, min_effect: float, min_score: float, max_units: 
     if types is None:
         return
     pairs = {(a, w) for a, w in zip(b.answer, b.wrong) if isinstance(a, str)}
-    if pairs and len(pairs) <= 4:
-        s = go("neuron_search", {"k": 2})
+    searches = [("neuron_search", "neurons", "neuron")]
+    if runner.ctx.sae is not None:
+        searches.append(("feature_search", "features", "feature"))
+    for tool, key, kind in searches if pairs and len(pairs) <= 4 else []:
+        s = go(tool, {"k": 2})
         if s is None:
             return
         if s.result:
             multi = len({a for a, _ in pairs}) > 1
-            for f in s.result["neurons"]:
-                add("neuron", f["layer"], f["index"], 1.0, s.id,
-                    prompts=f"answer={f['for']}" if multi else "all",
-                    note=f"writes {f['for']!r}")
-    if runner.ctx.sae is not None and pairs and len(pairs) <= 4:
-        s = go("feature_search", {"k": 2})
-        if s is None:
-            return
-        if s.result:
-            multi = len({a for a, _ in pairs}) > 1
-            for f in s.result["features"]:
-                add("feature", f["layer"], f["index"], 1.0, s.id,
+            for f in s.result[key]:
+                add(kind, f["layer"], f["index"], 1.0, s.id,
                     prompts=f"answer={f['for']}" if multi else "all",
                     note=f"writes {f['for']!r}")
     type_of = {}
